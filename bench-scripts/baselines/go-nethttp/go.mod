@@ -1,0 +1,3 @@
+module ssed-bench/go-nethttp
+
+go 1.19
