@@ -1,0 +1,3 @@
+module ssed-bench/go-hijack
+
+go 1.19
