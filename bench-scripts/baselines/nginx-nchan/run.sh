@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Run the nginx + nchan baseline in the foreground as ONE process (see nginx.conf.in).
+# Usage: run.sh [--listen 127.0.0.1:PORT] [--heartbeat SECS] [--dir DIR] [--test]
+#   (or env LISTEN / HEARTBEAT). DIR (default: a new temp dir) gets the
+#   generated nginx.conf, pid and temp paths; the caller removes it.
+#   --test only checks the generated config (nginx -t).
+# nginx cannot report a port it picked itself, so PORT must be a real port.
+# `exec` keeps the PID: the caller's $! is nginx itself.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+listen=${LISTEN:-127.0.0.1:8080}
+heartbeat=${HEARTBEAT:-5}
+dir= test=0
+while [ $# -gt 0 ]; do
+    case $1 in
+        --listen) listen=$2; shift 2 ;;
+        --heartbeat) heartbeat=$2; shift 2 ;;
+        --dir) dir=$2; shift 2 ;;
+        --test) test=1; shift ;;
+        *) echo "usage: $0 [--listen ADDR] [--heartbeat SECS] [--dir DIR] [--test]" >&2; exit 2 ;;
+    esac
+done
+[ -n "$dir" ] || dir=$(mktemp -d "${TMPDIR:-/tmp}/ssed-nginx.XXXXXX")
+mkdir -p "$dir"
+# nchan takes whole seconds for the ping interval.
+heartbeat=$(printf '%.0f' "$heartbeat")
+[ "$heartbeat" -ge 1 ] || heartbeat=1
+sed -e "s|@DIR@|$dir|g" -e "s|@LISTEN@|$listen|g" -e "s|@HEARTBEAT@|$heartbeat|g" \
+    "$here/nginx.conf.in" > "$dir/nginx.conf"
+if [ "$test" = 1 ]; then nginx -t -q -e stderr -p "$dir" -c "$dir/nginx.conf"; exit; fi
+# nchan 1.3.6 in single-process mode aborts ("double free") while exiting on
+# SIGTERM; harmless here, the benchmark is over by then.
+# -e stderr: do not touch the system's /var/log/nginx before the config is read.
+exec nginx -e stderr -p "$dir" -c "$dir/nginx.conf"
