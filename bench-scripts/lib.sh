@@ -1,0 +1,163 @@
+# Shared helpers for the ssed bench scripts (sourced, not run).
+# Every process started through here is recorded in PIDS and killed by
+# cleanup(), which the scripts install as an EXIT/INT/TERM trap.
+
+BS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)   # bench-scripts/
+ROOT=$(dirname "$BS")                               # the ssed repo
+BUILD=$BS/build
+RESULTS=$BS/results
+SSED=$ROOT/target/release/ssed
+BENCH=$ROOT/target/release/ssed-bench
+ALL_SERVERS=ssed,floor,go-nethttp,go-hijack,axum,nginx-nchan
+
+PIDS=()
+TMPDIRS=()
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Kill every process we started: TERM, a short grace, then KILL. By PID only.
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+    local d
+    for d in "${TMPDIRS[@]}"; do rm -rf -- "$d"; done
+    TMPDIRS=()
+}
+
+# stop PID: stop one started process and forget it.
+stop() {
+    local pid=$1 p keep=()
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+on_exit() { local rc=$?; trap - EXIT INT TERM; cleanup; exit "$rc"; }
+install_trap() {
+    trap on_exit EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+need_tools() {   # jq reads the bench's JSON lines
+    command -v jq >/dev/null 2>&1 && return
+    log "installing jq"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q jq >/dev/null || die "jq is needed"
+}
+
+# Build ssed + ssed-bench (cargo is incremental) and the baselines.
+build_all() {
+    log "cargo build --release (ssed, ssed-bench)"
+    (cd "$ROOT" && cargo build --release --quiet --bin ssed --bin ssed-bench) \
+        || die "cargo build of ssed / ssed-bench failed"
+    "$BS/build-baselines.sh" >&2
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+slab_kb() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
+# utime + stime (fields 14, 15 of /proc/PID/stat) in clock ticks; the comm
+# field may hold spaces, so count fields after the last ')'.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+CLK_TCK=$(getconf CLK_TCK)
+now_s() { date +%s.%N; }
+
+# A free loopback TCP port (bind to port 0, read it back, release it).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Is something listening on 127.0.0.1:PORT? (/proc/net/tcp: state 0A = LISTEN)
+is_listening() {
+    local hex; hex=$(printf '%04X' "$1")
+    awk -v p=":$hex" '$4 == "0A" && substr($2, length($2) - 4) == p {f=1} END {exit !f}' /proc/net/tcp
+}
+
+# Does the named server have a binary/launcher?
+server_available() {
+    case $1 in
+        ssed) [ -x "$SSED" ] ;;
+        nginx-nchan) [ -x "$BUILD/nginx-nchan/run.sh" ] && command -v nginx >/dev/null ;;
+        *) [ -x "$BUILD/$1" ] ;;
+    esac
+}
+
+# start_server NAME HEARTBEAT: starts it on a free port, waits until it listens.
+# Sets SERVER_PID, SERVER_PORT, SERVER_LOG.
+start_server() {
+    local name=$1 hb=$2 tries
+    SERVER_PORT=$(free_port)
+    SERVER_LOG=$(mktemp "${TMPDIR:-/tmp}/ssed-bench-$name.XXXXXX.log")
+    TMPDIRS+=("$SERVER_LOG")
+    local addr=127.0.0.1:$SERVER_PORT
+    local cmd
+    case $name in
+        ssed) cmd=("$SSED" --listen "$addr" --heartbeat "$hb" --heartbeat-event keep-alive) ;;
+        nginx-nchan)
+            local d; d=$(mktemp -d "${TMPDIR:-/tmp}/ssed-nginx.XXXXXX"); TMPDIRS+=("$d")
+            cmd=("$BUILD/nginx-nchan/run.sh" --listen "$addr" --heartbeat "$hb" --dir "$d") ;;
+        *) cmd=("$BUILD/$name" --listen "$addr" --heartbeat "$hb") ;;
+    esac
+    "${cmd[@]}" >"$SERVER_LOG" 2>&1 &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    for tries in $(seq 200); do
+        is_listening "$SERVER_PORT" && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    cat "$SERVER_LOG" >&2
+    die "$name did not start listening on $addr"
+}
+
+# settle_rss PID: wait until VmRSS stops moving (4 samples 0.5 s apart within
+# 1% or 64 KiB of each other, at most 30 s), then print it in kB. A fixed long
+# sleep would waste minutes; some servers (Go's scavenger) move for a while.
+settle_rss() {
+    local pid=$1 s=() i lo hi r
+    for i in $(seq 60); do
+        r=$(rss_kb "$pid") || die "process $pid is gone"
+        s+=("$r")
+        if [ ${#s[@]} -ge 4 ]; then
+            s=("${s[@]: -4}")
+            lo=$(printf '%s\n' "${s[@]}" | sort -n | head -1)
+            hi=$(printf '%s\n' "${s[@]}" | sort -n | tail -1)
+            if [ $((hi - lo)) -le 64 ] || [ $((hi - lo)) -le $((hi / 100)) ]; then
+                echo "$r"; return 0
+            fi
+        fi
+        sleep 0.5
+    done
+    log "warning: RSS of $pid still moving after 30 s (last ${s[*]} kB)"
+    echo "$r"
+}
+
+# wait_ready FILE PID TIMEOUT: wait for the bench's "ready ..." line.
+wait_ready() {
+    local f=$1 pid=$2 t=$3 i
+    for i in $(seq $((t * 10))); do
+        grep -q '^ready ' "$f" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || { cat "$f" >&2; die "ssed-bench exited before ready"; }
+        sleep 0.1
+    done
+    die "ssed-bench not ready after ${t}s"
+}
+
+# ready_field FILE KEY: value of KEY=V in the ready line.
+ready_field() { sed -n "s/^ready .*\b$2=\([0-9]*\).*/\1/p" "$1" | head -1; }
+# summary FILE: the final JSON line.
+summary() { grep '^{' "$1" | tail -1; }
+
+# median of the numbers given as arguments (mean of the middle two if even).
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {
+        if (NR == 0) print "nan"; else if (NR % 2) print a[(NR+1)/2];
+        else printf "%.1f\n", (a[NR/2] + a[NR/2+1]) / 2 }'
+}
+
+split_csv() { tr ',' ' ' <<<"$1"; }
