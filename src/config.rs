@@ -1,0 +1,106 @@
+//! Configuration: every command-line flag, its default and its validation.
+//!
+//! `--help` is the reference for operators, so each flag's help says what it does and why one
+//! would change it; docs/operations.md repeats them with tuning advice.
+
+use clap::Parser;
+use std::net::SocketAddr;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "ssed",
+    version,
+    about = "A lean Server-Sent Events daemon: GET /events/<topic> subscribes, POST /events/<topic> publishes.",
+    after_help = "Several ssed processes may share one --listen port (SO_REUSEPORT is always set), \
+but without a shared broker they do not see each other's events: use --redis for that."
+)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port. The real address is printed on stdout as
+    /// `listening on ADDR`.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Event loops (threads), each with its own SO_REUSEPORT listener [default: the number of CPUs
+    /// this process may use].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+
+    /// Seconds between heartbeats sent to idle subscribers; 0 turns them off.
+    #[arg(long, default_value_t = 15)]
+    pub heartbeat: u64,
+
+    /// Send heartbeats as `event: NAME` + `data: null` instead of an SSE comment
+    /// (`--heartbeat 5 --heartbeat-event keep-alive` reproduces the original Go server).
+    #[arg(long, value_name = "NAME", value_parser = parse_event_name)]
+    pub heartbeat_event: Option<String>,
+
+    /// Send `retry: MS` at the start of every stream, to set the client's reconnection delay.
+    #[arg(long, value_name = "MS")]
+    pub retry_ms: Option<u32>,
+
+    /// Events each topic retains for Last-Event-ID replay.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub history: u64,
+
+    /// Bytes of encoded events each topic retains (on top of --history).
+    #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub history_bytes: u64,
+
+    /// Seconds after its last event that a topic's history is dropped; the topic itself is
+    /// forgotten once it also has no subscribers.
+    #[arg(long, default_value_t = 300)]
+    pub topic_ttl: u64,
+
+    /// Largest accepted event body; larger publishes are answered 413.
+    #[arg(long, default_value_t = 65536)]
+    pub max_event_bytes: usize,
+
+    /// SO_SNDBUF for subscriber sockets: bounds the kernel memory a stalled client can hold
+    /// (Linux doubles the value; 0 leaves the kernel's autotuning, up to ~4 MB a socket).
+    #[arg(long, value_name = "BYTES", default_value_t = 65536)]
+    pub send_buffer: usize,
+
+    /// Most connections held at once, over all workers; more are answered 503
+    /// [default: the open-file limit minus a reserve].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+
+    /// Seconds a client has to send a complete request (and an idle keep-alive connection may
+    /// wait for its next one) before it is closed.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+
+    /// Let any client holding this token publish (`Authorization: Bearer TOKEN`), and no one
+    /// else. Without it, only loopback clients may publish.
+    #[arg(long, env = "SSED_PUBLISH_TOKEN", hide_env_values = true)]
+    pub publish_token: Option<String>,
+
+    /// Allow this origin for cross-origin subscribe and publish (repeatable; `*` for any).
+    /// Without it no CORS headers are sent.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
+}
+
+fn parse_event_name(name: &str) -> Result<String, String> {
+    if name.is_empty() || name.len() > 200 || name.bytes().any(|b| b == b'\r' || b == b'\n') {
+        return Err("an event name is 1 to 200 characters without CR or LF".into());
+    }
+    Ok(name.to_string())
+}
+
+impl Config {
+    pub fn workers(&self) -> usize {
+        self.workers.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        )
+    }
+
+    /// The bytes sent as a heartbeat: an SSE comment, or the configured event.
+    pub fn heartbeat_bytes(&self) -> Vec<u8> {
+        match &self.heartbeat_event {
+            Some(name) => format!("event: {name}\ndata: null\n\n").into_bytes(),
+            None => b": heartbeat\n\n".to_vec(),
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The event buffer: each topic's already-encoded events, kept as one contiguous byte stream.
+//!
+//! An event is encoded to SSE wire format exactly once, when it is published, and appended to its
+//! topic's [`EventLog`]. Every byte in a topic's stream has an absolute offset that never changes,
+//! so a subscriber's whole delivery state is one `u64`: the offset of the next byte it must be sent.
+//! Fan-out is then `write(log[offset..end])` per subscriber, one syscall for all of its pending
+//! events, with no per-subscriber copy or queue.
+//!
+//! Retention trims whole events from the front (by count and by bytes). A subscriber whose offset
+//! falls below the retained base has lost events and is disconnected by the caller; it comes back
+//! with `Last-Event-ID`, which [`EventLog::offset_after`] turns back into an offset.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+/// An event id, `<milliseconds>-<sequence>` like a Redis stream id.
+///
+/// Ids start from the wall clock, so they keep increasing across restarts of the daemon and a
+/// client reconnecting with an id from before a restart never waits for ids to "catch up".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl EventId {
+    /// Parses `ms-seq`, or a bare `ms` (taken as `ms-0`).
+    pub fn parse(text: &str) -> Option<EventId> {
+        let (ms, seq) = match text.split_once('-') {
+            Some((ms, seq)) => (ms, seq),
+            None => (text, "0"),
+        };
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(ms) || !digits(seq) {
+            return None;
+        }
+        Some(EventId {
+            ms: ms.parse().ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+
+    /// The next id after `self` at wall-clock time `now_ms`: never goes backwards, even if the
+    /// clock does.
+    pub fn next(self, now_ms: u64) -> EventId {
+        if now_ms > self.ms {
+            EventId { ms: now_ms, seq: 0 }
+        } else {
+            EventId {
+                ms: self.ms,
+                seq: self.seq + 1,
+            }
+        }
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// Encodes one event in SSE wire format (WHATWG HTML §9.2.5, "Parsing an event stream").
+///
+/// The data is split on CRLF, CR and LF, each piece becoming its own `data:` line, so that a client
+/// reassembles exactly the published text (a trailing newline becomes a trailing empty line).
+pub fn encode_event(id: EventId, event_type: Option<&str>, data: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 48);
+    out.extend_from_slice(format!("id: {id}\n").as_bytes());
+    if let Some(event_type) = event_type {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(event_type.as_bytes());
+        out.push(b'\n');
+    }
+    let mut rest = data.as_bytes();
+    loop {
+        let line_end = rest.iter().position(|&b| b == b'\r' || b == b'\n');
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&rest[..line_end.unwrap_or(rest.len())]);
+        out.push(b'\n');
+        match line_end {
+            None => break,
+            Some(i) => {
+                let skip = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
+                rest = &rest[i + skip..];
+            }
+        }
+    }
+    out.push(b'\n');
+    out
+}
+
+/// Retention limits of one topic's log.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    pub max_events: usize,
+    pub max_bytes: usize,
+}
+
+/// One topic's retained events as a byte stream with absolute offsets.
+#[derive(Debug, Default)]
+pub struct EventLog {
+    bytes: VecDeque<u8>,
+    /// Absolute stream offset of `bytes[0]`.
+    base: u64,
+    /// Id and absolute start offset of every retained event, in id order.
+    events: VecDeque<(EventId, u64)>,
+}
+
+impl EventLog {
+    /// A log whose stream starts at `offset`, so that offsets handed out by a previous log of the
+    /// same topic stay meaningful.
+    pub fn starting_at(offset: u64) -> EventLog {
+        EventLog {
+            base: offset,
+            ..EventLog::default()
+        }
+    }
+
+    /// Offset one past the last retained byte: where a caught-up subscriber stands.
+    pub fn end(&self) -> u64 {
+        self.base + self.bytes.len() as u64
+    }
+
+    pub fn last_id(&self) -> Option<EventId> {
+        self.events.back().map(|&(id, _)| id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Appends an encoded event, then trims the oldest events beyond the retention limits (always
+    /// keeping the newest, even if it alone is larger than `max_bytes`).
+    pub fn append(&mut self, id: EventId, encoded: &[u8], retention: Retention) {
+        self.events.push_back((id, self.end()));
+        self.bytes.extend(encoded);
+        while self.events.len() > 1
+            && (self.events.len() > retention.max_events || self.bytes.len() > retention.max_bytes)
+        {
+            self.drop_oldest();
+        }
+    }
+
+    /// Drops every retained event; the stream's offsets carry on from where they were.
+    pub fn clear(&mut self) {
+        self.base = self.end();
+        self.bytes = VecDeque::new();
+        self.events = VecDeque::new();
+    }
+
+    fn drop_oldest(&mut self) {
+        self.events.pop_front();
+        let new_base = self.events.front().map_or(self.end(), |&(_, start)| start);
+        self.bytes.drain(..(new_base - self.base) as usize);
+        self.base = new_base;
+    }
+
+    /// Where to start a subscriber that last saw `last_seen`: the first retained event after it.
+    /// An id older than everything retained replays everything retained.
+    pub fn offset_after(&self, last_seen: EventId) -> u64 {
+        let first_unseen = self.events.partition_point(|&(id, _)| id <= last_seen);
+        self.events
+            .get(first_unseen)
+            .map_or(self.end(), |&(_, start)| start)
+    }
+
+    /// The bytes from `offset` to the end, as the two halves of the ring, or `None` if `offset`
+    /// has already been trimmed away (the subscriber fell behind retention).
+    pub fn pending_from(&self, offset: u64) -> Option<(&[u8], &[u8])> {
+        if offset < self.base || offset > self.end() {
+            return None;
+        }
+        let skip = (offset - self.base) as usize;
+        let (front, back) = self.bytes.as_slices();
+        Some(if skip < front.len() {
+            (&front[skip..], back)
+        } else {
+            (&back[skip - front.len()..], &[][..])
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(seq: u64) -> EventId {
+        EventId { ms: 7, seq }
+    }
+
+    fn pending(log: &EventLog, offset: u64) -> Vec<u8> {
+        let (a, b) = log.pending_from(offset).unwrap();
+        [a, b].concat()
+    }
+
+    #[test]
+    fn encodes_each_line_of_data_as_its_own_data_field() {
+        let encoded = encode_event(id(1), Some("note"), "a\r\nb\rc\nd\n");
+        assert_eq!(
+            String::from_utf8(encoded).unwrap(),
+            "id: 7-1\nevent: note\ndata: a\ndata: b\ndata: c\ndata: d\ndata: \n\n"
+        );
+        assert_eq!(encode_event(id(2), None, ""), b"id: 7-2\ndata: \n\n");
+    }
+
+    #[test]
+    fn ids_parse_print_and_advance() {
+        assert_eq!(EventId::parse("12-3"), Some(EventId { ms: 12, seq: 3 }));
+        assert_eq!(EventId::parse("12"), Some(EventId { ms: 12, seq: 0 }));
+        for bad in [
+            "",
+            "-",
+            "1-",
+            "a-1",
+            "1-2-3",
+            " 1",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(EventId::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(id(3).to_string(), "7-3");
+        assert_eq!(id(3).next(7), id(4));
+        assert_eq!(
+            id(3).next(5),
+            id(4),
+            "a clock going backwards must not reuse ids"
+        );
+        assert_eq!(id(3).next(9), EventId { ms: 9, seq: 0 });
+    }
+
+    #[test]
+    fn replays_from_the_first_event_after_the_given_id() {
+        let retention = Retention {
+            max_events: 3,
+            max_bytes: 1 << 20,
+        };
+        let mut log = EventLog::default();
+        for seq in 1..=5 {
+            log.append(id(seq), format!("e{seq};").as_bytes(), retention);
+        }
+        assert_eq!(log.len(), 3);
+        assert_eq!(pending(&log, log.offset_after(id(3))), b"e4;e5;");
+        assert_eq!(
+            pending(&log, log.offset_after(id(1))),
+            b"e3;e4;e5;",
+            "older than retention: all"
+        );
+        assert_eq!(log.offset_after(id(5)), log.end());
+        assert!(
+            log.pending_from(0).is_none(),
+            "trimmed offsets are reported as lost"
+        );
+    }
+
+    #[test]
+    fn trims_by_bytes_but_keeps_the_newest_event() {
+        let retention = Retention {
+            max_events: 100,
+            max_bytes: 10,
+        };
+        let mut log = EventLog::default();
+        log.append(id(1), b"aaaa", retention);
+        log.append(id(2), b"bbbb", retention);
+        log.append(id(3), b"cccc", retention);
+        assert_eq!(
+            pending(&log, log.offset_after(EventId::default())),
+            b"bbbbcccc"
+        );
+        log.append(id(4), &[b'x'; 50], retention);
+        assert_eq!(log.len(), 1);
+        assert_eq!(log.end(), 62);
+        log.clear();
+        assert_eq!((log.end(), log.len()), (62, 0));
+        assert_eq!(pending(&log, 62), b"");
+    }
+}

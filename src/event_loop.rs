@@ -1,0 +1,992 @@
+//! The event loop: one thread, one mio `Poll`, one listener, and every connection it accepted.
+//!
+//! A connection's life (docs/design.md has the picture):
+//! `AwaitingRequest` → (request in pieces: `Http`) → either `Subscriber` until the client goes, or
+//! answered (publish, /metrics, ...) and back to `AwaitingRequest` for the next request.
+//!
+//! mio is edge-triggered: every handler reads, writes or accepts until `WouldBlock`, or the event
+//! is lost. Timers (heartbeats, header timeouts, topic expiry, accept back-off) are the `poll`
+//! timeout; events from other workers arrive through the hub's mailbox and this loop's `Waker`.
+
+use crate::event_log::EventId;
+use crate::http::{self, Parse, Rejection, Request};
+use crate::metrics::{self, RejectReason, WorkerStats};
+use crate::publish::{Hub, Published};
+use crate::subscribers::{self, ConnState, Connection, Flush, HttpConn, Subscriber};
+use crate::topics::{TopicId, Topics, NO_SUBSCRIBER};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, IoSlice, Read as _};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const LISTENER: Token = Token(usize::MAX - 1);
+pub const WAKER: Token = Token(usize::MAX - 2);
+
+const SCRATCH_BYTES: usize = 16 * 1024;
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What every worker needs to know, derived once from the command line.
+#[derive(Debug)]
+pub struct Settings {
+    pub heartbeat_every: Option<Duration>,
+    pub heartbeat: Vec<u8>,
+    pub retry_ms: Option<u32>,
+    pub retention: crate::event_log::Retention,
+    pub topic_ttl_secs: u32,
+    pub max_event_bytes: usize,
+    pub send_buffer: usize,
+    pub header_timeout_secs: u32,
+    pub publish_token: Option<String>,
+    pub cors_origins: Vec<String>,
+}
+
+/// What to do with a connection after one request.
+enum Next {
+    /// Answered; read the next request.
+    Continue,
+    /// It is a subscriber now (or was closed while becoming one).
+    Subscribed,
+}
+
+pub struct Worker {
+    index: usize,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    hub: Arc<Hub>,
+    settings: Arc<Settings>,
+    conns: Slab<Connection>,
+    max_connections: usize,
+    topics: Topics,
+    started: Instant,
+    /// (since, token) of connections owing a request; checked lazily, see `expire_requests`.
+    request_deadlines: BinaryHeap<Reverse<(u32, u32)>>,
+    scratch: Vec<u8>,
+    inbox: Vec<Arc<Published>>,
+    touched_topics: Vec<TopicId>,
+    doomed: Vec<usize>,
+    accept_paused_until: Option<Instant>,
+    accept_errors_unlogged: u64,
+    accept_error_logged_at: Option<Instant>,
+    next_heartbeat: Option<Instant>,
+    next_housekeeping: Instant,
+    rng: u64,
+}
+
+impl Worker {
+    pub fn new(
+        index: usize,
+        poll: Poll,
+        mut listener: TcpListener,
+        hub: Arc<Hub>,
+        settings: Arc<Settings>,
+        max_connections: usize,
+    ) -> io::Result<Worker> {
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let now = Instant::now();
+        Ok(Worker {
+            index,
+            poll,
+            listener: Some(listener),
+            // Reserving the whole table up front costs address space, not memory: pages are only
+            // touched as entries are used, and the table never reallocates under load.
+            conns: Slab::with_capacity(max_connections),
+            max_connections,
+            topics: Topics::new(settings.retention, settings.topic_ttl_secs),
+            started: now,
+            request_deadlines: BinaryHeap::new(),
+            scratch: Vec::with_capacity(SCRATCH_BYTES),
+            inbox: Vec::new(),
+            touched_topics: Vec::new(),
+            doomed: Vec::new(),
+            accept_paused_until: None,
+            accept_errors_unlogged: 0,
+            accept_error_logged_at: None,
+            next_heartbeat: settings.heartbeat_every.map(|every| now + every),
+            next_housekeeping: now + Duration::from_secs(1),
+            rng: seed(index),
+            hub,
+            settings,
+        })
+    }
+
+    fn stats(&self) -> &WorkerStats {
+        &self.hub.worker_stats[self.index]
+    }
+
+    fn now(&self) -> u32 {
+        self.started.elapsed().as_secs() as u32
+    }
+
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.next_timer().saturating_duration_since(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    WAKER => {}
+                    Token(token) => {
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        self.on_connection_event(token, readable, event.is_writable());
+                    }
+                }
+            }
+            if self.hub.is_shutting_down() {
+                self.shut_down();
+                return Ok(());
+            }
+            self.deliver_events();
+            self.run_timers();
+        }
+    }
+
+    fn next_timer(&self) -> Instant {
+        let mut next = self.next_housekeeping;
+        if let Some(at) = self.next_heartbeat {
+            next = next.min(at);
+        }
+        if let Some(at) = self.accept_paused_until {
+            next = next.min(at);
+        }
+        next
+    }
+
+    // ---- accepting ---------------------------------------------------------------------------
+
+    fn accept_all(&mut self) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    self.stats().accepted.fetch_add(1, Relaxed);
+                    self.admit(stream);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS...: the connection stays in the backlog, and
+                    // retrying at once would spin; try again after a pause.
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    self.stats().accept_errors.fetch_add(1, Relaxed);
+                    self.accept_errors_unlogged += 1;
+                    let quiet = self
+                        .accept_error_logged_at
+                        .is_some_and(|at| at.elapsed() < Duration::from_secs(1));
+                    if !quiet {
+                        log::warn!(
+                            "accept failed ({} time(s) since last report): {e}; pausing accepts for {} ms",
+                            self.accept_errors_unlogged,
+                            ACCEPT_BACKOFF.as_millis()
+                        );
+                        self.accept_errors_unlogged = 0;
+                        self.accept_error_logged_at = Some(Instant::now());
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut stream: TcpStream) {
+        if self.conns.len() >= self.max_connections {
+            self.stats().reject(RejectReason::MaxConnections);
+            log::debug!("refusing a connection: at --max-connections");
+            let mut response = Vec::new();
+            http::write_response(
+                &mut response,
+                503,
+                "Retry-After: 5\r\n",
+                "text/plain",
+                b"server at connection limit\n",
+                false,
+            );
+            let _ = subscribers::write_some(&mut stream, &[IoSlice::new(&response)]);
+            return;
+        }
+        let socket = socket2::SockRef::from(&stream);
+        let _ = socket.set_nodelay(true);
+        if self.settings.send_buffer > 0 {
+            let _ = socket.set_send_buffer_size(self.settings.send_buffer);
+        }
+        let entry = self.conns.vacant_entry();
+        let token = entry.key();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(token),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("could not register a new connection: {e}");
+            return;
+        }
+        let since = self.started.elapsed().as_secs() as u32;
+        entry.insert(Connection {
+            stream,
+            state: ConnState::AwaitingRequest { since },
+        });
+        self.request_deadlines.push(Reverse((since, token as u32)));
+        self.stats().connections.fetch_add(1, Relaxed);
+    }
+
+    // ---- connection events -------------------------------------------------------------------
+
+    fn on_connection_event(&mut self, token: usize, readable: bool, writable: bool) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        match &conn.state {
+            ConnState::Subscriber(_) => {
+                if readable && !self.drain_subscriber_input(token) {
+                    return;
+                }
+                if writable {
+                    self.flush_subscriber(token);
+                }
+            }
+            ConnState::AwaitingRequest { .. } => {
+                if readable {
+                    self.on_request_bytes(token);
+                }
+            }
+            ConnState::Http(_) => {
+                if readable {
+                    self.on_request_bytes(token);
+                } else if writable {
+                    self.continue_http(token, None);
+                }
+            }
+        }
+    }
+
+    /// A subscriber has nothing to say after its request; reading only tells whether it is gone.
+    /// Returns false if the connection was closed.
+    fn drain_subscriber_input(&mut self, token: usize) -> bool {
+        let stream = &mut self.conns[token].stream;
+        let mut sink = [0u8; 512];
+        loop {
+            match stream.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::debug!("subscriber {token}: {e}");
+                    break;
+                }
+            }
+        }
+        self.close(token);
+        false
+    }
+
+    /// Reads what the client sent and answers every complete request in it, in order.
+    fn on_request_bytes(&mut self, token: usize) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        loop {
+            scratch.clear();
+            let Some(conn) = self.conns.get_mut(token) else {
+                break;
+            };
+            let buffered = match &conn.state {
+                ConnState::Http(http) => http.input.len(),
+                ConnState::AwaitingRequest { .. } => 0,
+                ConnState::Subscriber(_) => break,
+            };
+            // Enough for any acceptable request; more unanswered input than that is refused by the
+            // parser (431 or 413) rather than buffered.
+            let limit = http::MAX_HEAD_BYTES + 2 * self.settings.max_event_bytes + 64 * 1024;
+            let room = limit.saturating_sub(buffered);
+            if room == 0 {
+                log::debug!(
+                    "connection {token}: over {limit} bytes of unanswerable input; closing"
+                );
+                self.stats().reject(RejectReason::BodyTooLarge);
+                self.close(token);
+                break;
+            }
+            let read = read_available(&mut conn.stream, &mut scratch, room);
+            if read == Read::Failed {
+                self.close(token);
+                break;
+            }
+            self.continue_http(token, Some((&scratch, read == Read::Eof)));
+            // Edge-triggered: bytes left in the socket will not be announced again.
+            if read != Read::Full {
+                break;
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    /// Runs a plain-HTTP connection forward: parse and answer requests from its input (plus
+    /// `fresh` bytes just read), write its output, and settle its next state.
+    fn continue_http(&mut self, token: usize, fresh: Option<(&[u8], bool)>) {
+        let now = self.now();
+        let state = std::mem::replace(
+            &mut self.conns[token].state,
+            ConnState::AwaitingRequest { since: now },
+        );
+        let mut http = match state {
+            ConnState::AwaitingRequest { since } => Box::new(HttpConn {
+                since,
+                ..HttpConn::default()
+            }),
+            ConnState::Http(http) => http,
+            ConnState::Subscriber(_) => unreachable!("continue_http on a subscriber"),
+        };
+        let mut fresh_bytes: &[u8] = &[];
+        if let Some((bytes, peer_closed)) = fresh {
+            http.peer_closed |= peer_closed;
+            if http.input.is_empty() {
+                fresh_bytes = bytes;
+            } else {
+                http.input.extend_from_slice(bytes);
+            }
+        }
+        let input_owned = std::mem::take(&mut http.input);
+        let input: &[u8] = if input_owned.is_empty() {
+            fresh_bytes
+        } else {
+            &input_owned
+        };
+
+        let mut consumed = 0;
+        while !http.close_when_flushed && consumed < input.len() {
+            match http::parse_request(&input[consumed..], self.settings.max_event_bytes) {
+                Parse::Complete(request) => {
+                    consumed += request.len;
+                    http.continue_sent = false;
+                    match self.answer(token, &request, &mut http) {
+                        Next::Subscribed => return,
+                        Next::Continue => {
+                            if !request.keep_alive {
+                                http.close_when_flushed = true;
+                            }
+                            http.since = now;
+                        }
+                    }
+                }
+                Parse::Incomplete {
+                    head_done,
+                    expects_continue,
+                } => {
+                    if head_done && expects_continue && !http.continue_sent {
+                        http.output
+                            .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                        http.continue_sent = true;
+                    }
+                    break;
+                }
+                Parse::Invalid(rejection) => {
+                    self.reject(token, &mut http, rejection, "");
+                    break;
+                }
+            }
+        }
+        if !http.close_when_flushed && consumed < input.len() {
+            http.input = input[consumed..].to_vec();
+        }
+
+        let conn = &mut self.conns[token];
+        if !http.output.is_empty() {
+            match subscribers::write_some(&mut conn.stream, &[IoSlice::new(&http.output)]) {
+                Ok(Some(n)) => {
+                    http.output.drain(..n);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    log::debug!("connection {token}: {e}");
+                    self.close(token);
+                    return;
+                }
+            }
+        }
+        let done_writing = http.output.is_empty();
+        if done_writing && (http.close_when_flushed || http.peer_closed) {
+            self.close(token);
+        } else if done_writing && http.input.is_empty() && !http.continue_sent {
+            conn.state = ConnState::AwaitingRequest { since: http.since };
+        } else {
+            conn.state = ConnState::Http(http);
+        }
+    }
+
+    fn reject(
+        &mut self,
+        token: usize,
+        http: &mut HttpConn,
+        rejection: Rejection,
+        extra_headers: &str,
+    ) {
+        self.stats()
+            .reject(RejectReason::for_status(rejection.status));
+        log::debug!(
+            "connection {token}: {} {}",
+            rejection.status,
+            rejection.reason
+        );
+        let body = format!("{}\n", rejection.reason);
+        http::write_response(
+            &mut http.output,
+            rejection.status,
+            extra_headers,
+            "text/plain; charset=utf-8",
+            body.as_bytes(),
+            false,
+        );
+        http.close_when_flushed = true;
+    }
+
+    // ---- routing ------------------------------------------------------------------------------
+
+    fn answer(&mut self, token: usize, request: &Request<'_>, http: &mut HttpConn) -> Next {
+        let cors = self.cors_headers(request);
+        let keep_alive = request.keep_alive;
+        let (method, path) = (request.method, request.path);
+        if path == "/healthz" || path == "/metrics" {
+            if method != "GET" && method != "HEAD" {
+                self.reject(
+                    token,
+                    http,
+                    Rejection::new(405, "use GET"),
+                    "Allow: GET, HEAD\r\n",
+                );
+                return Next::Continue;
+            }
+            let body = if path == "/healthz" {
+                "ok\n".to_string()
+            } else {
+                let workers: Vec<&WorkerStats> = self.hub.worker_stats.iter().collect();
+                metrics::render(&self.hub.global_stats, &workers, "")
+            };
+            let content_type = if path == "/healthz" {
+                "text/plain"
+            } else {
+                "text/plain; version=0.0.4"
+            };
+            let body = if method == "HEAD" { "" } else { &body };
+            http::write_response(
+                &mut http.output,
+                200,
+                "",
+                content_type,
+                body.as_bytes(),
+                keep_alive,
+            );
+            return Next::Continue;
+        }
+        let Some(topic) = path.strip_prefix("/events/") else {
+            self.reject(
+                token,
+                http,
+                Rejection::new(404, "no such path; use /events/<topic>"),
+                "",
+            );
+            return Next::Continue;
+        };
+        if !http::valid_topic(topic) {
+            self.reject(
+                token,
+                http,
+                Rejection::bad_request(
+                    "a topic is 1-256 characters of A-Z a-z 0-9 - _ . ~ / with no empty segment",
+                ),
+                &cors,
+            );
+            return Next::Continue;
+        }
+        match method {
+            "GET" => self.subscribe(token, request, topic, http, &cors),
+            "POST" => {
+                self.publish(token, request, topic, http, &cors);
+                Next::Continue
+            }
+            "OPTIONS" => {
+                let mut headers = cors;
+                headers.push_str("Allow: GET, POST, OPTIONS\r\n");
+                if !self.settings.cors_origins.is_empty() {
+                    headers.push_str("Access-Control-Allow-Methods: GET, POST, OPTIONS\r\nAccess-Control-Allow-Headers: Authorization, Content-Type, Last-Event-ID, Cache-Control\r\nAccess-Control-Max-Age: 600\r\n");
+                }
+                http::write_response(&mut http.output, 204, &headers, "", b"", keep_alive);
+                Next::Continue
+            }
+            _ => {
+                self.reject(
+                    token,
+                    http,
+                    Rejection::new(405, "use GET to subscribe or POST to publish"),
+                    "Allow: GET, POST, OPTIONS\r\n",
+                );
+                Next::Continue
+            }
+        }
+    }
+
+    /// CORS response headers for this request, if its origin is allowed (Fetch standard §3.2).
+    fn cors_headers(&self, request: &Request<'_>) -> String {
+        let origins = &self.settings.cors_origins;
+        if origins.iter().any(|o| o == "*") {
+            return "Access-Control-Allow-Origin: *\r\n".into();
+        }
+        match request.header_str("origin") {
+            Some(origin) if origins.iter().any(|o| o == origin) => {
+                format!("Access-Control-Allow-Origin: {origin}\r\nVary: Origin\r\n")
+            }
+            _ => String::new(),
+        }
+    }
+
+    // ---- subscribing --------------------------------------------------------------------------
+
+    fn subscribe(
+        &mut self,
+        token: usize,
+        request: &Request<'_>,
+        topic_name: &str,
+        http: &mut HttpConn,
+        cors: &str,
+    ) -> Next {
+        if !request.body.bytes().is_empty() {
+            self.reject(
+                token,
+                http,
+                Rejection::bad_request("a subscribe request has no body"),
+                cors,
+            );
+            return Next::Continue;
+        }
+        // The header is newer than the query: EventSource sends it on every reconnect, while the
+        // URL still carries the id the page started from.
+        let last_seen = match request
+            .header_str("last-event-id")
+            .filter(|v| !v.is_empty())
+        {
+            Some(value) => Some(Ok(value.to_string())),
+            None => request
+                .query_param("lastEventId")
+                .filter(|v| v.as_ref().map_or(true, |v| !v.is_empty())),
+        };
+        let last_seen = match last_seen {
+            None => None,
+            Some(Ok(text)) => match EventId::parse(&text) {
+                Some(id) => Some(id),
+                None => {
+                    self.reject(
+                        token,
+                        http,
+                        Rejection::bad_request("Last-Event-ID is not an event id (ms-seq)"),
+                        cors,
+                    );
+                    return Next::Continue;
+                }
+            },
+            Some(Err(rejection)) => {
+                self.reject(token, http, rejection, cors);
+                return Next::Continue;
+            }
+        };
+
+        let mut head = std::mem::take(&mut http.output);
+        head.extend_from_slice(
+            format!("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n{cors}\r\n").as_bytes(),
+        );
+        if let Some(ms) = self.settings.retry_ms {
+            head.extend_from_slice(format!("retry: {ms}\n\n").as_bytes());
+        }
+        // A fresh socket's send buffer is empty, so a head of a few hundred bytes goes out whole;
+        // if it does not, the client is already gone or misbehaving.
+        let now = self.now();
+        let conn = &mut self.conns[token];
+        match subscribers::write_some(&mut conn.stream, &[IoSlice::new(&head)]) {
+            Ok(Some(n)) if n == head.len() => {}
+            outcome => {
+                log::debug!("connection {token}: could not write the stream head ({outcome:?})");
+                self.close(token);
+                return Next::Subscribed;
+            }
+        }
+        let topic_id = self.topics.get_or_create(topic_name, now);
+        let topic = self.topics.get_mut(topic_id);
+        let offset = last_seen.map_or_else(|| topic.end(), |id| topic.offset_after(id));
+        conn.state = ConnState::Subscriber(Subscriber::new(topic_id, offset));
+        topic.subscriber_count += 1;
+        subscribers::link(&mut self.conns, &mut topic.first_subscriber, token);
+        self.stats().subscribers.fetch_add(1, Relaxed);
+        self.stats().topics.store(self.topics.len() as i64, Relaxed);
+        self.flush_subscriber(token);
+        Next::Subscribed
+    }
+
+    fn flush_subscriber(&mut self, token: usize) {
+        let conn = &mut self.conns[token];
+        let ConnState::Subscriber(sub) = &mut conn.state else {
+            return;
+        };
+        let mut sent = 0;
+        let outcome = sub.flush(
+            &mut conn.stream,
+            self.topics.get(sub.topic).log(),
+            &self.settings.heartbeat,
+            &mut sent,
+        );
+        self.stats().bytes_sent.fetch_add(sent, Relaxed);
+        self.settle_flush(token, outcome);
+    }
+
+    fn settle_flush(&mut self, token: usize, outcome: io::Result<Flush>) {
+        match outcome {
+            Ok(Flush::CaughtUp | Flush::Blocked) => {}
+            Ok(Flush::FellBehind) => {
+                self.stats().slow_dropped.fetch_add(1, Relaxed);
+                log::debug!("subscriber {token} fell behind retained history; disconnecting it");
+                self.close(token);
+            }
+            Err(e) => {
+                log::debug!("subscriber {token}: {e}");
+                self.close(token);
+            }
+        }
+    }
+
+    // ---- publishing ---------------------------------------------------------------------------
+
+    fn publish(
+        &mut self,
+        token: usize,
+        request: &Request<'_>,
+        topic: &str,
+        http: &mut HttpConn,
+        cors: &str,
+    ) {
+        if let Err(rejection) = self.authorize_publisher(token, request) {
+            let challenge = if rejection.status == 401 {
+                "WWW-Authenticate: Bearer\r\n"
+            } else {
+                ""
+            };
+            self.reject(token, http, rejection, &format!("{cors}{challenge}"));
+            return;
+        }
+        let Ok(data) = std::str::from_utf8(request.body.bytes()) else {
+            self.reject(
+                token,
+                http,
+                Rejection::bad_request("event data must be UTF-8"),
+                cors,
+            );
+            return;
+        };
+        let event_type = match request.query_param("event") {
+            None => None,
+            Some(Ok(t)) if t.contains(['\r', '\n']) => {
+                self.reject(
+                    token,
+                    http,
+                    Rejection::bad_request("event type must not contain CR or LF"),
+                    cors,
+                );
+                return;
+            }
+            Some(Ok(t)) => Some(t).filter(|t| !t.is_empty()),
+            Some(Err(rejection)) => {
+                self.reject(token, http, rejection, cors);
+                return;
+            }
+        };
+        let id = self
+            .hub
+            .publish(self.index, topic, event_type.as_deref(), data);
+        http::write_response(
+            &mut http.output,
+            200,
+            cors,
+            "text/plain",
+            id.to_string().as_bytes(),
+            request.keep_alive,
+        );
+    }
+
+    fn authorize_publisher(&self, token: usize, request: &Request<'_>) -> Result<(), Rejection> {
+        match &self.settings.publish_token {
+            Some(expected) => {
+                let presented = request.header_str("authorization").and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                });
+                match presented {
+                    None => Err(Rejection::new(
+                        401,
+                        "publishing needs Authorization: Bearer <token>",
+                    )),
+                    Some(given)
+                        if constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) =>
+                    {
+                        Ok(())
+                    }
+                    Some(_) => Err(Rejection::new(403, "wrong publish token")),
+                }
+            }
+            None => {
+                let loopback = self.conns[token]
+                    .stream
+                    .peer_addr()
+                    .is_ok_and(|addr| addr.ip().to_canonical().is_loopback());
+                if loopback {
+                    Ok(())
+                } else {
+                    Err(Rejection::new(
+                        403,
+                        "only loopback clients may publish unless --publish-token is set",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Appends every event from the mailbox to its topic's log, then gives each touched topic's
+    /// subscribers one flush: a burst of events leaves in one write per subscriber.
+    fn deliver_events(&mut self) {
+        let mut inbox = std::mem::take(&mut self.inbox);
+        self.hub.take_events(self.index, &mut inbox);
+        if inbox.is_empty() {
+            self.inbox = inbox;
+            return;
+        }
+        let now = self.now();
+        for event in inbox.drain(..) {
+            let topic = self.topics.get_or_create(&event.topic, now);
+            self.topics.append(topic, event.id, &event.encoded, now);
+            self.touched_topics.push(topic);
+        }
+        self.inbox = inbox;
+        self.stats().topics.store(self.topics.len() as i64, Relaxed);
+        let mut touched = std::mem::take(&mut self.touched_topics);
+        touched.sort_unstable();
+        touched.dedup();
+        for &topic in &touched {
+            self.flush_topic(topic);
+        }
+        touched.clear();
+        self.touched_topics = touched;
+    }
+
+    fn flush_topic(&mut self, topic: TopicId) {
+        let mut token = self.topics.get(topic).first_subscriber;
+        while token != NO_SUBSCRIBER {
+            let next = match &self.conns[token as usize].state {
+                ConnState::Subscriber(sub) => sub.next,
+                _ => NO_SUBSCRIBER,
+            };
+            self.flush_subscriber(token as usize);
+            token = next;
+        }
+    }
+
+    // ---- timers -------------------------------------------------------------------------------
+
+    fn run_timers(&mut self) {
+        let now = Instant::now();
+        if self.accept_paused_until.is_some_and(|at| at <= now) {
+            self.accept_paused_until = None;
+            self.accept_all();
+        }
+        if let Some(at) = self.next_heartbeat.filter(|&at| at <= now) {
+            let every = self.settings.heartbeat_every.unwrap_or_default();
+            self.next_heartbeat = Some((at + every).max(now));
+            self.send_heartbeats();
+        }
+        if self.next_housekeeping <= now {
+            self.next_housekeeping = now + Duration::from_secs(1);
+            self.expire_requests();
+            let forgotten = self.topics.expire(self.now());
+            if forgotten > 0 {
+                log::debug!("forgot {forgotten} unused topic(s)");
+                self.stats().topics.store(self.topics.len() as i64, Relaxed);
+            }
+        }
+    }
+
+    /// Starts a heartbeat on every caught-up subscriber; one that still has events pending is
+    /// being written to anyway.
+    fn send_heartbeats(&mut self) {
+        let heartbeat = &self.settings.heartbeat;
+        let stats = &self.hub.worker_stats[self.index];
+        let mut sent = 0;
+        for (_, topic) in self.topics.iter() {
+            let mut token = topic.first_subscriber;
+            while token != NO_SUBSCRIBER {
+                let conn = &mut self.conns[token as usize];
+                let ConnState::Subscriber(sub) = &mut conn.state else {
+                    break;
+                };
+                let next = sub.next;
+                if sub.is_caught_up(topic.log()) {
+                    sub.heartbeat_left = heartbeat.len() as u8;
+                    match sub.flush(&mut conn.stream, topic.log(), heartbeat, &mut sent) {
+                        Ok(_) => {}
+                        Err(e) => {
+                            log::debug!("subscriber {token}: {e}");
+                            self.doomed.push(token as usize);
+                        }
+                    }
+                }
+                token = next;
+            }
+        }
+        stats.bytes_sent.fetch_add(sent, Relaxed);
+        let doomed = std::mem::take(&mut self.doomed);
+        for &token in &doomed {
+            self.close(token);
+        }
+        self.doomed = doomed;
+        self.doomed.clear();
+    }
+
+    /// Closes connections that have not completed a request within --header-timeout (slowloris).
+    /// Each waiting connection has one entry, re-queued if the connection moved on meanwhile.
+    fn expire_requests(&mut self) {
+        let now = self.now();
+        let timeout = self.settings.header_timeout_secs;
+        while let Some(&Reverse((since, token))) = self.request_deadlines.peek() {
+            if since.saturating_add(timeout) > now {
+                break;
+            }
+            self.request_deadlines.pop();
+            let current_since = match self.conns.get(token as usize).map(|c| &c.state) {
+                Some(ConnState::AwaitingRequest { since }) => *since,
+                Some(ConnState::Http(http)) => http.since,
+                _ => continue,
+            };
+            if current_since.saturating_add(timeout) <= now {
+                log::debug!("connection {token}: no complete request within {timeout} s; closing");
+                self.stats().reject(RejectReason::HeaderTimeout);
+                self.close(token as usize);
+            } else {
+                self.request_deadlines.push(Reverse((current_since, token)));
+            }
+        }
+        if self.request_deadlines.is_empty() && self.request_deadlines.capacity() > 1024 {
+            self.request_deadlines.shrink_to_fit();
+        }
+    }
+
+    // ---- closing ------------------------------------------------------------------------------
+
+    fn close(&mut self, token: usize) {
+        let Some(mut conn) = self.conns.try_remove(token) else {
+            return;
+        };
+        if let ConnState::Subscriber(sub) = &conn.state {
+            let now = self.now();
+            let topic = self.topics.get_mut(sub.topic);
+            subscribers::unlink(&mut self.conns, &mut topic.first_subscriber, sub);
+            topic.mark_unsubscribed(now);
+            self.stats().subscribers.fetch_sub(1, Relaxed);
+        }
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.stats().connections.fetch_sub(1, Relaxed);
+    }
+
+    /// Stops accepting, then tells every subscriber to come back after a random few seconds (so
+    /// that a restart does not bring every client back in the same instant) and closes everything.
+    fn shut_down(&mut self) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let heartbeat = &self.settings.heartbeat;
+        let mut told = 0;
+        for (_, conn) in self.conns.iter_mut() {
+            match &mut conn.state {
+                ConnState::Subscriber(sub) => {
+                    let log = self.topics.get(sub.topic).log();
+                    let mut sent = 0;
+                    if let Ok(Flush::CaughtUp) =
+                        sub.flush(&mut conn.stream, log, heartbeat, &mut sent)
+                    {
+                        self.rng ^= self.rng << 13;
+                        self.rng ^= self.rng >> 7;
+                        self.rng ^= self.rng << 17;
+                        let retry = format!("retry: {}\n\n", 1000 + self.rng % 4000);
+                        if let Ok(Some(_)) = subscribers::write_some(
+                            &mut conn.stream,
+                            &[IoSlice::new(retry.as_bytes())],
+                        ) {
+                            told += 1;
+                        }
+                    }
+                }
+                ConnState::Http(http) if !http.output.is_empty() => {
+                    let _ =
+                        subscribers::write_some(&mut conn.stream, &[IoSlice::new(&http.output)]);
+                }
+                _ => {}
+            }
+        }
+        log::info!(
+            "worker {}: closed {} connection(s), {told} subscriber(s) told to retry later",
+            self.index,
+            self.conns.len()
+        );
+        self.stats().connections.store(0, Relaxed);
+        self.stats().subscribers.store(0, Relaxed);
+        self.conns.clear();
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Read {
+    /// Everything available was read.
+    Drained,
+    Eof,
+    /// `limit` was reached with bytes possibly left in the socket.
+    Full,
+    Failed,
+}
+
+/// Reads until the socket would block, EOF, or `limit` bytes.
+fn read_available(stream: &mut TcpStream, into: &mut Vec<u8>, limit: usize) -> Read {
+    let mut chunk = [0u8; 4096];
+    while into.len() < limit {
+        let want = chunk.len().min(limit - into.len());
+        match stream.read(&mut chunk[..want]) {
+            Ok(0) => return Read::Eof,
+            Ok(n) => into.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Read::Drained,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::debug!("read failed: {e}");
+                return Read::Failed;
+            }
+        }
+    }
+    Read::Full
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn seed(index: usize) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
+    (nanos ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1
+}

@@ -1,0 +1,51 @@
+//! The `ssed` binary: parse flags, start the server, print where it listens, wait for a signal.
+
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use ssed::config::Config;
+use ssed::server::{Notice, Server};
+use std::io::Write;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+
+    let server = match Server::start(&config) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("ssed: cannot start on {}: {e}", config.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let stopper = server.stopper();
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("ssed: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            log::info!("received signal {signal}; shutting down");
+            let _ = stopper.send(Notice::Stop);
+        }
+    });
+
+    // Scripts and tests read the real port from this line.
+    println!("listening on {}", server.local_addr);
+    let _ = std::io::stdout().flush();
+    log::info!("listening on {}", server.local_addr);
+
+    match server.wait() {
+        Ok(()) => {
+            log::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Starting and stopping the daemon: the open-file limit, the listeners, one worker thread per
+//! event loop, and the signals that end them.
+//!
+//! Every worker gets its own listening socket bound to the same address with SO_REUSEPORT, so the
+//! kernel spreads new connections over the workers and no accept is shared. The main thread only
+//! waits: for SIGINT/SIGTERM (then it asks every worker to stop and gives them 2 s), or for a
+//! worker that ended on its own, which is a bug: the process then exits non-zero rather than live
+//! on with a listener nobody serves, so that a supervisor restarts it.
+
+use crate::config::Config;
+use crate::event_log::Retention;
+use crate::event_loop::{Settings, Worker, WAKER};
+use crate::publish::Hub;
+use mio::{Poll, Waker};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+/// Descriptors kept back from --max-connections: listeners, wakers, epoll, logs, /proc reads.
+const RESERVED_FDS: usize = 64;
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// A daemon listening, its workers started.
+pub struct Server {
+    pub local_addr: SocketAddr,
+    hub: Arc<Hub>,
+    notices: mpsc::Receiver<Notice>,
+    notify: mpsc::Sender<Notice>,
+    workers: usize,
+}
+
+/// What the main thread waits for.
+pub enum Notice {
+    /// Shut down (a signal, or the embedding program asks).
+    Stop,
+    /// A worker thread ended, with its error if it had one.
+    WorkerEnded(usize, Result<(), String>),
+}
+
+/// Raises the soft open-file limit to the hard limit; returns the resulting limit.
+pub fn raise_open_file_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    Ok(limit.rlim_cur as u64)
+}
+
+/// A non-blocking listener with SO_REUSEPORT, so several workers and processes can share `addr`.
+pub fn bind_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    // The kernel caps the backlog at net.core.somaxconn (see docs/operations.md).
+    socket.listen(65535)?;
+    Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+impl Server {
+    pub fn start(config: &Config) -> io::Result<Server> {
+        let open_files = raise_open_file_limit()?;
+        let workers = config.workers();
+        let max_connections = config
+            .max_connections
+            .unwrap_or_else(|| (open_files as usize).saturating_sub(RESERVED_FDS + 4 * workers))
+            .max(workers);
+        log::info!(
+            "open-file limit {open_files}: up to {max_connections} connections over {workers} worker(s)"
+        );
+        if let Some(wanted) = config.max_connections {
+            if wanted + RESERVED_FDS > open_files as usize {
+                log::warn!("--max-connections {wanted} is above what the open-file limit ({open_files}) allows; accepts will fail with EMFILE first");
+            }
+        }
+
+        // The first listener picks the port (for `:0`); the others join it with SO_REUSEPORT.
+        let first = bind_listener(config.listen)?;
+        let local_addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..workers {
+            listeners.push(bind_listener(local_addr)?);
+        }
+        let mut polls = Vec::with_capacity(workers);
+        let mut wakers = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let poll = Poll::new()?;
+            wakers.push(Waker::new(poll.registry(), WAKER)?);
+            polls.push(poll);
+        }
+        let hub = Arc::new(Hub::new(wakers));
+        let settings = Arc::new(settings_from(config));
+
+        let (notify, notices) = mpsc::channel();
+        for (index, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
+            let share = max_connections / workers + usize::from(index < max_connections % workers);
+            let worker = Worker::new(
+                index,
+                poll,
+                listener,
+                Arc::clone(&hub),
+                Arc::clone(&settings),
+                share,
+            )?;
+            let notify = notify.clone();
+            std::thread::Builder::new()
+                .name(format!("ssed-worker-{index}"))
+                .spawn(move || {
+                    // Sent from a guard so that a panicking worker is reported too.
+                    struct Report(usize, mpsc::Sender<Notice>, Option<Result<(), String>>);
+                    impl Drop for Report {
+                        fn drop(&mut self) {
+                            let outcome = self.2.take().unwrap_or_else(|| Err("panicked".into()));
+                            let _ = self.1.send(Notice::WorkerEnded(self.0, outcome));
+                        }
+                    }
+                    let mut report = Report(index, notify, None);
+                    report.2 = Some(worker.run().map_err(|e| e.to_string()));
+                })?;
+        }
+        Ok(Server {
+            local_addr,
+            hub,
+            notices,
+            notify,
+            workers,
+        })
+    }
+
+    /// A handle that stops the server when sent [`Notice::Stop`].
+    pub fn stopper(&self) -> mpsc::Sender<Notice> {
+        self.notify.clone()
+    }
+
+    /// Blocks until asked to stop, then stops every worker within 2 s. A worker that ends before
+    /// that is a bug, reported as an error so that the process exits non-zero.
+    pub fn wait(self) -> Result<(), String> {
+        match self.notices.recv() {
+            Ok(Notice::Stop) | Err(_) => {}
+            Ok(Notice::WorkerEnded(index, outcome)) => {
+                let why = outcome.err().unwrap_or_else(|| "returned".into());
+                return Err(format!(
+                    "worker {index} stopped unexpectedly ({why}); exiting so that a supervisor restarts ssed"
+                ));
+            }
+        }
+        self.hub.shut_down();
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let mut ended = 0;
+        while ended < self.workers {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.notices.recv_timeout(left) {
+                Ok(Notice::Stop) => {}
+                Ok(Notice::WorkerEnded(_, Ok(()))) => ended += 1,
+                Ok(Notice::WorkerEnded(index, Err(why))) => {
+                    return Err(format!("worker {index} failed while stopping: {why}"))
+                }
+                Err(_) => return Err("workers did not stop within 2 s".into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn settings_from(config: &Config) -> Settings {
+    Settings {
+        heartbeat_every: (config.heartbeat > 0).then(|| Duration::from_secs(config.heartbeat)),
+        heartbeat: config.heartbeat_bytes(),
+        retry_ms: config.retry_ms,
+        retention: Retention {
+            max_events: config.history as usize,
+            max_bytes: config.history_bytes as usize,
+        },
+        topic_ttl_secs: config.topic_ttl.min(u32::MAX as u64) as u32,
+        max_event_bytes: config.max_event_bytes,
+        send_buffer: config.send_buffer,
+        header_timeout_secs: config.header_timeout.min(u32::MAX as u64) as u32,
+        publish_token: config.publish_token.clone().filter(|t| !t.is_empty()),
+        cors_origins: config.cors_origins.clone(),
+    }
+}

@@ -1,0 +1,184 @@
+//! The subscriber table: every client connection is one slab entry, indexed by its mio token.
+//!
+//! A connection starts waiting for its request with no buffer at all; it only gets one (boxed,
+//! off the slab entry) while a request arrives in pieces or a response waits to be written. Once it
+//! subscribes, the entry is just a [`Subscriber`]: the socket, the topic, the offset of the next byte
+//! to send in that topic's [`EventLog`], and its links in the topic's subscriber list. That is the
+//! whole per-subscriber state: no task, queue, buffer or copy of any event (a test pins its size).
+//!
+//! Subscribers of a topic form an intrusive doubly linked list through their entries, so joining,
+//! leaving and fan-out cost no allocation, and leaving is O(1).
+
+use crate::event_log::EventLog;
+use crate::topics::{TopicId, NO_SUBSCRIBER};
+use mio::net::TcpStream;
+use slab::Slab;
+use std::io::{self, IoSlice, Write};
+
+pub struct Connection {
+    pub stream: TcpStream,
+    pub state: ConnState,
+}
+
+pub enum ConnState {
+    /// Waiting for (the next) request; nothing of it has been kept yet. `since`: when the wait
+    /// began, for the header timeout.
+    AwaitingRequest {
+        since: u32,
+    },
+    /// Part of a request has arrived, or a response is still being written.
+    Http(Box<HttpConn>),
+    Subscriber(Subscriber),
+}
+
+/// Buffers of a connection speaking plain HTTP (publishers, /metrics, a request in pieces).
+#[derive(Debug, Default)]
+pub struct HttpConn {
+    pub input: Vec<u8>,
+    pub output: Vec<u8>,
+    pub since: u32,
+    pub continue_sent: bool,
+    pub close_when_flushed: bool,
+    pub peer_closed: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Subscriber {
+    /// Absolute offset of the next byte to send in the topic's event stream.
+    pub offset: u64,
+    pub topic: TopicId,
+    pub prev: u32,
+    pub next: u32,
+    /// Bytes of a heartbeat still to send; a heartbeat is only started when caught up, and is
+    /// finished before any event so the two never interleave on the wire.
+    pub heartbeat_left: u8,
+}
+
+/// Where a subscriber stands after a flush.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Everything has been sent.
+    CaughtUp,
+    /// The socket's send buffer is full; the next writable event resumes.
+    Blocked,
+    /// Its next event has been trimmed from the log: it can no longer get a gapless stream.
+    FellBehind,
+}
+
+impl Subscriber {
+    pub fn new(topic: TopicId, offset: u64) -> Subscriber {
+        Subscriber {
+            offset,
+            topic,
+            prev: NO_SUBSCRIBER,
+            next: NO_SUBSCRIBER,
+            heartbeat_left: 0,
+        }
+    }
+
+    pub fn is_caught_up(&self, log: Option<&EventLog>) -> bool {
+        self.heartbeat_left == 0 && self.offset == log.map_or(0, EventLog::end)
+    }
+
+    /// Writes whatever is pending (heartbeat remainder, then events) until done or the socket
+    /// would block. All pending events go out in one `writev` from the shared log.
+    pub fn flush(
+        &mut self,
+        stream: &mut TcpStream,
+        log: Option<&EventLog>,
+        heartbeat: &[u8],
+        bytes_sent: &mut u64,
+    ) -> io::Result<Flush> {
+        loop {
+            let written = if self.heartbeat_left > 0 {
+                let rest = &heartbeat[heartbeat.len() - self.heartbeat_left as usize..];
+                match write_some(stream, &[IoSlice::new(rest)])? {
+                    Some(n) => {
+                        self.heartbeat_left -= n as u8;
+                        n
+                    }
+                    None => return Ok(Flush::Blocked),
+                }
+            } else {
+                let Some(log) = log else {
+                    return Ok(Flush::CaughtUp);
+                };
+                let Some((front, back)) = log.pending_from(self.offset) else {
+                    return Ok(Flush::FellBehind);
+                };
+                if front.is_empty() {
+                    return Ok(Flush::CaughtUp);
+                }
+                match write_some(stream, &[IoSlice::new(front), IoSlice::new(back)])? {
+                    Some(n) => {
+                        self.offset += n as u64;
+                        n
+                    }
+                    None => return Ok(Flush::Blocked),
+                }
+            };
+            *bytes_sent += written as u64;
+        }
+    }
+}
+
+/// One vectored write: `Some(bytes)`, or `None` if the socket would block.
+pub fn write_some(stream: &mut TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<Option<usize>> {
+    loop {
+        match stream.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Puts `token` at the head of the topic's subscriber list.
+pub fn link(conns: &mut Slab<Connection>, first: &mut u32, token: usize) {
+    let old_first = *first;
+    if let ConnState::Subscriber(sub) = &mut conns[token].state {
+        sub.prev = NO_SUBSCRIBER;
+        sub.next = old_first;
+    }
+    if old_first != NO_SUBSCRIBER {
+        if let ConnState::Subscriber(next) = &mut conns[old_first as usize].state {
+            next.prev = token as u32;
+        }
+    }
+    *first = token as u32;
+}
+
+/// Takes a subscriber out of its topic's list, given its links.
+pub fn unlink(conns: &mut Slab<Connection>, first: &mut u32, sub: &Subscriber) {
+    if sub.prev == NO_SUBSCRIBER {
+        *first = sub.next;
+    } else if let ConnState::Subscriber(prev) = &mut conns[sub.prev as usize].state {
+        prev.next = sub.next;
+    }
+    if sub.next != NO_SUBSCRIBER {
+        if let ConnState::Subscriber(next) = &mut conns[sub.next as usize].state {
+            next.prev = sub.prev;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subscriber_entry_stays_small() {
+        // The whole user-space cost of an idle subscriber is one of these in the slab: the
+        // socket (mio's TcpStream is the fd in release builds, plus a registry id in debug ones)
+        // and at most 32 bytes of state.
+        use std::mem::size_of;
+        assert!(size_of::<Subscriber>() <= 24);
+        let beyond_socket = size_of::<Connection>() - size_of::<TcpStream>();
+        assert!(
+            beyond_socket <= 32,
+            "a connection holds {beyond_socket} bytes besides its socket"
+        );
+    }
+}
