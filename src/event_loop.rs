@@ -20,6 +20,7 @@ use slab::Slab;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, IoSlice, Read as _};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -604,6 +605,16 @@ impl Worker {
             }
         };
 
+        let now = self.now();
+        let topic_id = self.topics.get_or_create(topic_name, now);
+        let topic = self.topics.get_mut(topic_id);
+        let offset = last_seen.map_or_else(|| topic.end(), |id| topic.offset_after(id));
+        self.conns[token].state = ConnState::Subscriber(Subscriber::new(topic_id, offset));
+        topic.subscriber_count += 1;
+        subscribers::link(&mut self.conns, &mut topic.first_subscriber, token);
+        self.stats().subscribers.fetch_add(1, Relaxed);
+        self.stats().topics.store(self.topics.len() as i64, Relaxed);
+
         let mut head = std::mem::take(&mut http.output);
         head.extend_from_slice(
             format!("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n{cors}\r\n").as_bytes(),
@@ -613,9 +624,7 @@ impl Worker {
         }
         // A fresh socket's send buffer is empty, so a head of a few hundred bytes goes out whole;
         // if it does not, the client is already gone or misbehaving.
-        let now = self.now();
-        let conn = &mut self.conns[token];
-        match subscribers::write_some(&mut conn.stream, &[IoSlice::new(&head)]) {
+        match subscribers::write_some(&mut self.conns[token].stream, &[IoSlice::new(&head)]) {
             Ok(Some(n)) if n == head.len() => {}
             outcome => {
                 log::debug!("connection {token}: could not write the stream head ({outcome:?})");
@@ -623,14 +632,6 @@ impl Worker {
                 return Next::Subscribed;
             }
         }
-        let topic_id = self.topics.get_or_create(topic_name, now);
-        let topic = self.topics.get_mut(topic_id);
-        let offset = last_seen.map_or_else(|| topic.end(), |id| topic.offset_after(id));
-        conn.state = ConnState::Subscriber(Subscriber::new(topic_id, offset));
-        topic.subscriber_count += 1;
-        subscribers::link(&mut self.conns, &mut topic.first_subscriber, token);
-        self.stats().subscribers.fetch_add(1, Relaxed);
-        self.stats().topics.store(self.topics.len() as i64, Relaxed);
         self.flush_subscriber(token);
         Next::Subscribed
     }
@@ -725,40 +726,16 @@ impl Worker {
     }
 
     fn authorize_publisher(&self, token: usize, request: &Request<'_>) -> Result<(), Rejection> {
-        match &self.settings.publish_token {
-            Some(expected) => {
-                let presented = request.header_str("authorization").and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                });
-                match presented {
-                    None => Err(Rejection::new(
-                        401,
-                        "publishing needs Authorization: Bearer <token>",
-                    )),
-                    Some(given)
-                        if constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) =>
-                    {
-                        Ok(())
-                    }
-                    Some(_) => Err(Rejection::new(403, "wrong publish token")),
-                }
-            }
-            None => {
-                let loopback = self.conns[token]
-                    .stream
-                    .peer_addr()
-                    .is_ok_and(|addr| addr.ip().to_canonical().is_loopback());
-                if loopback {
-                    Ok(())
-                } else {
-                    Err(Rejection::new(
-                        403,
-                        "only loopback clients may publish unless --publish-token is set",
-                    ))
-                }
-            }
-        }
+        let peer = self.conns[token]
+            .stream
+            .peer_addr()
+            .ok()
+            .map(|addr| addr.ip());
+        may_publish(
+            peer,
+            self.settings.publish_token.as_deref(),
+            request.header_str("authorization"),
+        )
     }
 
     /// Appends every event from the mailbox to its topic's log, then gives each touched topic's
@@ -980,6 +957,38 @@ fn read_available(stream: &mut TcpStream, into: &mut Vec<u8>, limit: usize) -> R
     Read::Full
 }
 
+/// Who may publish: with a token, whoever presents it (`Authorization: Bearer TOKEN`) and no one
+/// else; without one, loopback clients only.
+pub fn may_publish(
+    peer: Option<IpAddr>,
+    token: Option<&str>,
+    authorization: Option<&str>,
+) -> Result<(), Rejection> {
+    match token {
+        Some(expected) => {
+            let presented = authorization.and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            });
+            match presented {
+                None => Err(Rejection::new(
+                    401,
+                    "publishing needs Authorization: Bearer <token>",
+                )),
+                Some(given) if constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) => {
+                    Ok(())
+                }
+                Some(_) => Err(Rejection::new(403, "wrong publish token")),
+            }
+        }
+        None if peer.is_some_and(|ip| ip.to_canonical().is_loopback()) => Ok(()),
+        None => Err(Rejection::new(
+            403,
+            "only loopback clients may publish unless --publish-token is set",
+        )),
+    }
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -989,4 +998,35 @@ fn seed(index: usize) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos() as u64);
     (nanos ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishing_is_loopback_only_unless_a_token_is_set() {
+        let local: Option<IpAddr> = Some("127.0.0.1".parse().unwrap());
+        let mapped: Option<IpAddr> = Some("::ffff:127.0.0.1".parse().unwrap());
+        let remote: Option<IpAddr> = Some("192.0.2.7".parse().unwrap());
+        assert!(may_publish(local, None, None).is_ok());
+        assert!(may_publish(mapped, None, None).is_ok());
+        assert_eq!(may_publish(remote, None, None).unwrap_err().status, 403);
+        assert_eq!(may_publish(None, None, None).unwrap_err().status, 403);
+        let token = Some("s3cret");
+        assert!(may_publish(remote, token, Some("Bearer s3cret")).is_ok());
+        assert_eq!(may_publish(local, token, None).unwrap_err().status, 401);
+        assert_eq!(
+            may_publish(local, token, Some("Basic abc"))
+                .unwrap_err()
+                .status,
+            401
+        );
+        assert_eq!(
+            may_publish(remote, token, Some("Bearer s3cre"))
+                .unwrap_err()
+                .status,
+            403
+        );
+    }
 }

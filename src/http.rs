@@ -176,7 +176,7 @@ pub fn parse_request(input: &[u8], max_body: usize) -> Parse<'_> {
             .iter()
             .flat_map(|v| v.split(|&b| b == b','))
             .map(|t| t.trim_ascii())
-            .last()
+            .next_back()
             .unwrap_or_default();
         if !last.eq_ignore_ascii_case(b"chunked") {
             return Parse::Invalid(Rejection::bad_request(
@@ -274,7 +274,7 @@ fn decode_chunked(input: &[u8], max_body: usize) -> Chunked {
                         return Chunked::Invalid(Rejection::new(431, "trailer fields too large"))
                     }
                     None => return Chunked::Incomplete,
-                    Some((line, next)) if line.is_empty() => {
+                    Some((b"", next)) => {
                         return Chunked::Complete { body, len: next }
                     }
                     Some((_, next)) => trailer_at = next,

@@ -60,7 +60,7 @@ pub fn raise_open_file_limit() -> io::Result<u64> {
             }
         }
     }
-    Ok(limit.rlim_cur as u64)
+    Ok(limit.rlim_cur)
 }
 
 /// A non-blocking listener with SO_REUSEPORT, so several workers and processes can share `addr`.

@@ -1,0 +1,311 @@
+//! Test harness: runs the real `ssed` binary on a free loopback port and talks to it over TCP.
+//!
+//! Nothing here sleeps for correctness: reads carry generous timeouts, and `wait_for` polls a
+//! condition until it holds or a deadline passes.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub struct Daemon {
+    pub addr: SocketAddr,
+    pub child: Child,
+}
+
+impl Daemon {
+    pub fn start(args: &[&str]) -> Daemon {
+        Daemon::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ssed"));
+        command.args(["--listen", "127.0.0.1:0"]).args(args);
+        Daemon::spawn(command, env)
+    }
+
+    /// Starts ssed with exactly these arguments (no default --listen).
+    pub fn spawn(mut command: Command, env: &[(&str, &str)]) -> Daemon {
+        command
+            .env(
+                "RUST_LOG",
+                std::env::var("SSED_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command.spawn().expect("start ssed");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read ssed's first line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        Daemon { addr, child }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        connect(self.addr)
+    }
+
+    pub fn subscribe(&self, topic: &str) -> Subscription {
+        Subscription::open(self.addr, &format!("/events/{topic}"), &[])
+    }
+
+    pub fn publish(&self, topic: &str, data: &str) -> String {
+        let response = request(
+            self.addr,
+            "POST",
+            &format!("/events/{topic}"),
+            &[],
+            data.as_bytes(),
+        );
+        assert_eq!(response.status, 200, "publish failed: {response:?}");
+        response.body_text()
+    }
+
+    pub fn metric(&self, name: &str) -> f64 {
+        metric(self.addr, name)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        wait_for("ssed to exit", || self.child.try_wait().unwrap()).0
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect to ssed");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
+/// Polls `probe` until it returns Some, panicking after PATIENCE.
+pub fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> (T, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return (value, start.elapsed());
+        }
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Reads one response with a Content-Length body from `stream`.
+pub fn read_response(stream: &mut impl Read) -> Response {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            other => panic!(
+                "connection ended inside a response head ({other:?}): {:?}",
+                String::from_utf8_lossy(&head)
+            ),
+        }
+    }
+    let head = String::from_utf8(head).unwrap();
+    let status = head[9..12].parse().unwrap();
+    let mut response = Response {
+        status,
+        head,
+        body: Vec::new(),
+    };
+    let length: usize = response
+        .header("content-length")
+        .map_or(0, |v| v.parse().unwrap());
+    response.body.resize(length, 0);
+    stream.read_exact(&mut response.body).unwrap();
+    response
+}
+
+/// One request on a fresh connection (`Connection: close`).
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut stream = connect(addr);
+    let mut text = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    text.push_str("\r\n");
+    stream.write_all(text.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    read_response(&mut stream)
+}
+
+/// Sends raw bytes and returns everything the server sends until it closes.
+pub fn exchange(addr: SocketAddr, raw: &[u8]) -> String {
+    let mut stream = connect(addr);
+    stream.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn metric(addr: SocketAddr, name: &str) -> f64 {
+    try_metric(addr, name).unwrap_or_else(|| panic!("no metric {name}"))
+}
+
+/// The metric's value, or None if the server did not answer /metrics with it (e.g. a 503).
+pub fn try_metric(addr: SocketAddr, name: &str) -> Option<f64> {
+    let body = request(addr, "GET", "/metrics", &[], b"").body_text();
+    body.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A dispatched SSE event, as EventSource would see it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Event {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+/// An open SSE stream with a WHATWG-style parser over it.
+pub struct Subscription {
+    pub head: String,
+    reader: BufReader<TcpStream>,
+    pub comments: Vec<String>,
+    pub retry: Option<u64>,
+}
+
+impl Subscription {
+    pub fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Subscription {
+        let mut stream = connect(addr);
+        let mut text =
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n");
+        for (name, value) in headers {
+            text.push_str(&format!("{name}: {value}\r\n"));
+        }
+        text.push_str("\r\n");
+        stream.write_all(text.as_bytes()).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut head = String::new();
+        while !head.ends_with("\r\n\r\n") {
+            let n = reader.read_line(&mut head).expect("read stream head");
+            assert!(n > 0, "connection closed before the stream head: {head:?}");
+        }
+        assert!(head.starts_with("HTTP/1.1 200 "), "not a stream: {head:?}");
+        Subscription {
+            head,
+            reader,
+            comments: Vec::new(),
+            retry: None,
+        }
+    }
+
+    /// The next dispatched event (comments and retry fields are collected on the way).
+    pub fn next_event(&mut self) -> Event {
+        self.try_next_event()
+            .expect("stream ended before the next event")
+    }
+
+    /// The next event, or None if the server closed the stream.
+    pub fn try_next_event(&mut self) -> Option<Event> {
+        let mut event = Event::default();
+        let mut data: Option<String> = None;
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("reading the stream: {e}"),
+            }
+            let line = line.trim_end_matches('\n');
+            if line.is_empty() {
+                if let Some(data) = data.take() {
+                    event.data = data;
+                    return Some(event);
+                }
+                event = Event::default();
+                continue;
+            }
+            if let Some(comment) = line.strip_prefix(':') {
+                self.comments.push(comment.trim_start().to_string());
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value).to_string();
+            match field {
+                "id" => event.id = Some(value),
+                "event" => event.event = Some(value),
+                "data" => match &mut data {
+                    Some(d) => {
+                        d.push('\n');
+                        d.push_str(&value);
+                    }
+                    None => data = Some(value),
+                },
+                "retry" => self.retry = value.parse().ok(),
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads until the next comment line arrives; returns it.
+    pub fn next_comment(&mut self) -> String {
+        let before = self.comments.len();
+        let mut line = String::new();
+        while self.comments.len() == before {
+            line.clear();
+            assert!(
+                self.reader.read_line(&mut line).unwrap() > 0,
+                "stream ended"
+            );
+            if let Some(comment) = line.trim_end().strip_prefix(':') {
+                self.comments.push(comment.trim_start().to_string());
+            }
+        }
+        self.comments.last().unwrap().clone()
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+}
