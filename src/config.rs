@@ -12,7 +12,8 @@ use std::net::SocketAddr;
     version,
     about = "A lean Server-Sent Events daemon: GET /events/<topic> subscribes, POST /events/<topic> publishes.",
     after_help = "Several ssed processes may share one --listen port (SO_REUSEPORT is always set), \
-but without a shared broker they do not see each other's events: use --redis for that."
+but without a shared broker they do not see each other's events: use --redis for that.\n\
+Logging: RUST_LOG=debug|info|warn|error (default info), to stderr."
 )]
 pub struct Config {
     /// Address to listen on; port 0 picks a free port. The real address is printed on stdout as
@@ -74,6 +75,17 @@ pub struct Config {
     /// else. Without it, only loopback clients may publish.
     #[arg(long, env = "SSED_PUBLISH_TOKEN", hide_env_values = true)]
     pub publish_token: Option<String>,
+
+    /// Share events with every ssed process using this Redis (e.g. redis://127.0.0.1:6379/0):
+    /// publishes go to a Redis stream that every process follows. Without it, events stay in
+    /// this process.
+    #[arg(long, env = "SSED_REDIS_URL", value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// With --redis: entries the shared stream `ssed:events` keeps (approximately), which bounds
+    /// how long a process may lose Redis and still catch up without a gap.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub redis_stream_len: u64,
 
     /// Allow this origin for cross-origin subscribe and publish (repeatable; `*` for any).
     /// Without it no CORS headers are sent.

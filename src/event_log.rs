@@ -60,6 +60,9 @@ impl fmt::Display for EventId {
     }
 }
 
+/// An event's id and its bytes in SSE wire format.
+pub type EncodedEvent = (EventId, Box<[u8]>);
+
 /// Encodes one event in SSE wire format (WHATWG HTML §9.2.5, "Parsing an event stream").
 ///
 /// The data is split on CRLF, CR and LF, each piece becoming its own `data:` line, so that a client
@@ -101,8 +104,12 @@ pub struct Retention {
     pub max_bytes: usize,
 }
 
+/// Where every topic's stream starts. Offsets start high so that older events fetched later (from
+/// Redis, see [`EventLog::prepend`]) can be placed in front without moving anyone's offset.
+pub const STREAM_ORIGIN: u64 = 1 << 40;
+
 /// One topic's retained events as a byte stream with absolute offsets.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EventLog {
     bytes: VecDeque<u8>,
     /// Absolute stream offset of `bytes[0]`.
@@ -111,23 +118,24 @@ pub struct EventLog {
     events: VecDeque<(EventId, u64)>,
 }
 
-impl EventLog {
-    /// A log whose stream starts at `offset`, so that offsets handed out by a previous log of the
-    /// same topic stay meaningful.
-    pub fn starting_at(offset: u64) -> EventLog {
+impl Default for EventLog {
+    fn default() -> EventLog {
         EventLog {
-            base: offset,
-            ..EventLog::default()
+            bytes: VecDeque::new(),
+            base: STREAM_ORIGIN,
+            events: VecDeque::new(),
         }
     }
+}
 
+impl EventLog {
     /// Offset one past the last retained byte: where a caught-up subscriber stands.
     pub fn end(&self) -> u64 {
         self.base + self.bytes.len() as u64
     }
 
-    pub fn last_id(&self) -> Option<EventId> {
-        self.events.back().map(|&(id, _)| id)
+    pub fn first_id(&self) -> Option<EventId> {
+        self.events.front().map(|&(id, _)| id)
     }
 
     pub fn len(&self) -> usize {
@@ -143,11 +151,44 @@ impl EventLog {
     pub fn append(&mut self, id: EventId, encoded: &[u8], retention: Retention) {
         self.events.push_back((id, self.end()));
         self.bytes.extend(encoded);
+        self.enforce(retention);
+    }
+
+    fn enforce(&mut self, retention: Retention) {
         while self.events.len() > 1
             && (self.events.len() > retention.max_events || self.bytes.len() > retention.max_bytes)
         {
             self.drop_oldest();
         }
+    }
+
+    /// Places older events (ascending ids) in front of the retained ones, skipping any that are not
+    /// older than the first retained event. Offsets already handed out keep their meaning: the
+    /// stream grows backwards from its base. Retention then applies as usual.
+    pub fn prepend(&mut self, older: &[EncodedEvent], retention: Retention) {
+        let first = self.first_id();
+        let older: Vec<_> = older
+            .iter()
+            .filter(|(id, _)| first.is_none_or(|first| *id < first))
+            .collect();
+        let total: usize = older.iter().map(|(_, bytes)| bytes.len()).sum();
+        if older.is_empty() || total as u64 > self.base {
+            return;
+        }
+        let mut bytes = VecDeque::with_capacity(total + self.bytes.len());
+        let mut events = VecDeque::with_capacity(older.len() + self.events.len());
+        let mut offset = self.base - total as u64;
+        self.base = offset;
+        for (id, encoded) in older {
+            events.push_back((*id, offset));
+            bytes.extend(encoded.iter());
+            offset += encoded.len() as u64;
+        }
+        bytes.extend(self.bytes.drain(..));
+        events.extend(self.events.drain(..));
+        self.bytes = bytes;
+        self.events = events;
+        self.enforce(retention);
     }
 
     /// Drops every retained event; the stream's offsets carry on from where they were.
@@ -277,9 +318,37 @@ mod tests {
         );
         log.append(id(4), &[b'x'; 50], retention);
         assert_eq!(log.len(), 1);
-        assert_eq!(log.end(), 62);
+        assert_eq!(log.end(), STREAM_ORIGIN + 62);
         log.clear();
-        assert_eq!((log.end(), log.len()), (62, 0));
-        assert_eq!(pending(&log, 62), b"");
+        assert_eq!((log.end(), log.len()), (STREAM_ORIGIN + 62, 0));
+        assert_eq!(pending(&log, STREAM_ORIGIN + 62), b"");
+    }
+
+    #[test]
+    fn older_events_go_in_front_without_moving_existing_offsets() {
+        let retention = Retention {
+            max_events: 4,
+            max_bytes: 1 << 20,
+        };
+        let mut log = EventLog::default();
+        log.append(id(3), b"c;", retention);
+        let reader_at = log.offset_after(id(3));
+        let older: Vec<EncodedEvent> = [(1, "a;"), (2, "b;"), (3, "dup;")]
+            .iter()
+            .map(|&(seq, text)| (id(seq), text.as_bytes().into()))
+            .collect();
+        log.prepend(&older, retention);
+        assert_eq!(
+            pending(&log, log.offset_after(EventId::default())),
+            b"a;b;c;",
+            "the duplicate is skipped"
+        );
+        assert_eq!(pending(&log, log.offset_after(id(1))), b"b;c;");
+        log.append(id(4), b"d;", retention);
+        assert_eq!(
+            pending(&log, reader_at),
+            b"d;",
+            "an existing offset still points at the same byte"
+        );
     }
 }

@@ -8,12 +8,14 @@
 //! is lost. Timers (heartbeats, header timeouts, topic expiry, accept back-off) are the `poll`
 //! timeout; events from other workers arrive through the hub's mailbox and this loop's `Waker`.
 
-use crate::event_log::EventId;
+use crate::event_log::{EncodedEvent, EventId};
 use crate::http::{self, Parse, Rejection, Request};
 use crate::metrics::{self, RejectReason, WorkerStats};
-use crate::publish::{Hub, Published};
-use crate::subscribers::{self, ConnState, Connection, Flush, HttpConn, Subscriber};
-use crate::topics::{TopicId, Topics, NO_SUBSCRIBER};
+use crate::publish::{Hub, Message, Outcome, Publish};
+use crate::subscribers::{
+    self, AwaitingPublish, ConnState, Connection, Flush, HttpConn, Subscriber,
+};
+use crate::topics::{History, TopicId, Topics, NO_SUBSCRIBER};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -67,7 +69,11 @@ pub struct Worker {
     /// (since, token) of connections owing a request; checked lazily, see `expire_requests`.
     request_deadlines: BinaryHeap<Reverse<(u32, u32)>>,
     scratch: Vec<u8>,
-    inbox: Vec<Arc<Published>>,
+    inbox: Vec<Message>,
+    /// Connections waiting for a topic's history from the broker (Redis mode).
+    awaiting_history: std::collections::HashMap<TopicId, Vec<usize>>,
+    /// Tags each publish handed to the broker, so a late answer finds the right connection.
+    next_serial: u64,
     touched_topics: Vec<TopicId>,
     doomed: Vec<usize>,
     accept_paused_until: Option<Instant>,
@@ -103,6 +109,8 @@ impl Worker {
             request_deadlines: BinaryHeap::new(),
             scratch: Vec::with_capacity(SCRATCH_BYTES),
             inbox: Vec::new(),
+            awaiting_history: Default::default(),
+            next_serial: 0,
             touched_topics: Vec::new(),
             doomed: Vec::new(),
             accept_paused_until: None,
@@ -149,7 +157,7 @@ impl Worker {
                 self.shut_down();
                 return Ok(());
             }
-            self.deliver_events();
+            self.deliver_messages();
             self.run_timers();
         }
     }
@@ -262,6 +270,11 @@ impl Worker {
                     self.flush_subscriber(token);
                 }
             }
+            ConnState::AwaitingHistory { .. } => {
+                if readable {
+                    self.drain_subscriber_input(token);
+                }
+            }
             ConnState::AwaitingRequest { .. } => {
                 if readable {
                     self.on_request_bytes(token);
@@ -309,7 +322,7 @@ impl Worker {
             let buffered = match &conn.state {
                 ConnState::Http(http) => http.input.len(),
                 ConnState::AwaitingRequest { .. } => 0,
-                ConnState::Subscriber(_) => break,
+                ConnState::Subscriber(_) | ConnState::AwaitingHistory { .. } => break,
             };
             // Enough for any acceptable request; more unanswered input than that is refused by the
             // parser (431 or 413) rather than buffered.
@@ -351,7 +364,9 @@ impl Worker {
                 ..HttpConn::default()
             }),
             ConnState::Http(http) => http,
-            ConnState::Subscriber(_) => unreachable!("continue_http on a subscriber"),
+            ConnState::Subscriber(_) | ConnState::AwaitingHistory { .. } => {
+                unreachable!("continue_http on a subscriber")
+            }
         };
         let mut fresh_bytes: &[u8] = &[];
         if let Some((bytes, peer_closed)) = fresh {
@@ -370,7 +385,7 @@ impl Worker {
         };
 
         let mut consumed = 0;
-        while !http.close_when_flushed && consumed < input.len() {
+        while !http.close_when_flushed && http.awaiting.is_none() && consumed < input.len() {
             match http::parse_request(&input[consumed..], self.settings.max_event_bytes) {
                 Parse::Complete(request) => {
                     consumed += request.len;
@@ -421,9 +436,14 @@ impl Worker {
             }
         }
         let done_writing = http.output.is_empty();
-        if done_writing && (http.close_when_flushed || http.peer_closed) {
+        if done_writing && http.awaiting.is_none() && (http.close_when_flushed || http.peer_closed)
+        {
             self.close(token);
-        } else if done_writing && http.input.is_empty() && !http.continue_sent {
+        } else if done_writing
+            && http.input.is_empty()
+            && !http.continue_sent
+            && http.awaiting.is_none()
+        {
             conn.state = ConnState::AwaitingRequest { since: http.since };
         } else {
             conn.state = ConnState::Http(http);
@@ -472,11 +492,19 @@ impl Worker {
                 );
                 return Next::Continue;
             }
-            let body = if path == "/healthz" {
-                "ok\n".to_string()
+            let redis = self.hub.redis.as_ref();
+            let redis_down = redis.is_some_and(|link| !link.connected.load(Relaxed));
+            let (status, body) = if path == "/healthz" && redis_down {
+                (503, "redis unavailable\n".to_string())
+            } else if path == "/healthz" {
+                (200, "ok\n".to_string())
             } else {
                 let workers: Vec<&WorkerStats> = self.hub.worker_stats.iter().collect();
-                metrics::render(&self.hub.global_stats, &workers, "")
+                let extra = redis.map(|link| link.metrics()).unwrap_or_default();
+                (
+                    200,
+                    metrics::render(&self.hub.global_stats, &workers, &extra),
+                )
             };
             let content_type = if path == "/healthz" {
                 "text/plain"
@@ -486,7 +514,7 @@ impl Worker {
             let body = if method == "HEAD" { "" } else { &body };
             http::write_response(
                 &mut http.output,
-                200,
+                status,
                 "",
                 content_type,
                 body.as_bytes(),
@@ -608,10 +636,35 @@ impl Worker {
         let now = self.now();
         let topic_id = self.topics.get_or_create(topic_name, now);
         let topic = self.topics.get_mut(topic_id);
-        let offset = last_seen.map_or_else(|| topic.end(), |id| topic.offset_after(id));
-        self.conns[token].state = ConnState::Subscriber(Subscriber::new(topic_id, offset));
         topic.subscriber_count += 1;
-        subscribers::link(&mut self.conns, &mut topic.first_subscriber, token);
+        match last_seen {
+            // With a broker, events this process never saw may still be there: fetch them
+            // before replaying (once per topic; later subscribers find them merged in).
+            Some(last_seen) if self.hub.redis.is_some() && !topic.covers(last_seen) => {
+                if topic.history == History::Local {
+                    topic.history = History::Requested;
+                    if let Some(redis) = &self.hub.redis {
+                        redis.send(crate::redis_broker::Command::History {
+                            worker: self.index,
+                            topic: topic_name.into(),
+                        });
+                    }
+                }
+                self.conns[token].state = ConnState::AwaitingHistory {
+                    topic: topic_id,
+                    last_seen,
+                };
+                self.awaiting_history
+                    .entry(topic_id)
+                    .or_default()
+                    .push(token);
+            }
+            _ => {
+                let offset = last_seen.map_or_else(|| topic.end(), |id| topic.offset_after(id));
+                self.conns[token].state = ConnState::Subscriber(Subscriber::new(topic_id, offset));
+                subscribers::link(&mut self.conns, &mut topic.first_subscriber, token);
+            }
+        }
         self.stats().subscribers.fetch_add(1, Relaxed);
         self.stats().topics.store(self.topics.len() as i64, Relaxed);
 
@@ -712,17 +765,25 @@ impl Worker {
                 return;
             }
         };
-        let id = self
-            .hub
-            .publish(self.index, topic, event_type.as_deref(), data);
-        http::write_response(
-            &mut http.output,
-            200,
-            cors,
-            "text/plain",
-            id.to_string().as_bytes(),
-            request.keep_alive,
-        );
+        self.next_serial += 1;
+        let outcome = self.hub.publish(Publish {
+            worker: self.index,
+            token,
+            serial: self.next_serial,
+            topic,
+            event_type: event_type.as_deref(),
+            data,
+        });
+        match outcome {
+            Outcome::Done(id) => answer_published(http, Ok(id), request.keep_alive, cors),
+            Outcome::Pending => {
+                http.awaiting = Some(AwaitingPublish {
+                    serial: self.next_serial,
+                    keep_alive: request.keep_alive,
+                    cors: cors.to_string(),
+                })
+            }
+        }
     }
 
     fn authorize_publisher(&self, token: usize, request: &Request<'_>) -> Result<(), Rejection> {
@@ -738,20 +799,30 @@ impl Worker {
         )
     }
 
-    /// Appends every event from the mailbox to its topic's log, then gives each touched topic's
-    /// subscribers one flush: a burst of events leaves in one write per subscriber.
-    fn deliver_events(&mut self) {
+    /// Handles the mailbox: appends every event to its topic's log, then gives each touched
+    /// topic's subscribers one flush, so a burst of events leaves in one write per subscriber.
+    fn deliver_messages(&mut self) {
         let mut inbox = std::mem::take(&mut self.inbox);
-        self.hub.take_events(self.index, &mut inbox);
+        self.hub.take_messages(self.index, &mut inbox);
         if inbox.is_empty() {
             self.inbox = inbox;
             return;
         }
         let now = self.now();
-        for event in inbox.drain(..) {
-            let topic = self.topics.get_or_create(&event.topic, now);
-            self.topics.append(topic, event.id, &event.encoded, now);
-            self.touched_topics.push(topic);
+        for message in inbox.drain(..) {
+            match message {
+                Message::Event(event) => {
+                    let topic = self.topics.get_or_create(&event.topic, now);
+                    self.topics.append(topic, event.id, &event.encoded, now);
+                    self.touched_topics.push(topic);
+                }
+                Message::PublishDone {
+                    token,
+                    serial,
+                    outcome,
+                } => self.on_publish_done(token, serial, outcome),
+                Message::History { topic, events } => self.on_history(&topic, events),
+            }
         }
         self.inbox = inbox;
         self.stats().topics.store(self.topics.len() as i64, Relaxed);
@@ -763,6 +834,58 @@ impl Worker {
         }
         touched.clear();
         self.touched_topics = touched;
+    }
+
+    fn on_publish_done(&mut self, token: usize, serial: u64, outcome: Result<EventId, String>) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let ConnState::Http(http) = &mut conn.state else {
+            return;
+        };
+        let Some(awaiting) = http.awaiting.take_if(|a| a.serial == serial) else {
+            return;
+        };
+        let failed = outcome.is_err();
+        answer_published(http, outcome, awaiting.keep_alive, &awaiting.cors);
+        if failed {
+            self.stats().reject(RejectReason::Unavailable);
+        }
+        self.continue_http(token, None);
+    }
+
+    /// Merges a topic's older history from the broker, then starts the replay of everyone who
+    /// waited for it. If the broker could not answer, they replay what is here.
+    fn on_history(&mut self, topic_name: &str, events: Result<Vec<EncodedEvent>, String>) {
+        let Some(topic_id) = self.topics.find(topic_name) else {
+            return;
+        };
+        match &events {
+            Ok(events) => {
+                self.topics.prepend(topic_id, events);
+                self.topics.get_mut(topic_id).history = History::Loaded;
+            }
+            Err(e) => {
+                log::warn!("could not read the history of topic {topic_name} from Redis ({e}); replaying what this process has");
+                self.topics.get_mut(topic_id).history = History::Local;
+            }
+        }
+        for token in self.awaiting_history.remove(&topic_id).unwrap_or_default() {
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            let ConnState::AwaitingHistory { topic, last_seen } = conn.state else {
+                continue;
+            };
+            if topic != topic_id {
+                continue;
+            }
+            let topic = self.topics.get_mut(topic_id);
+            conn.state =
+                ConnState::Subscriber(Subscriber::new(topic_id, topic.offset_after(last_seen)));
+            subscribers::link(&mut self.conns, &mut topic.first_subscriber, token);
+            self.touched_topics.push(topic_id);
+        }
     }
 
     fn flush_topic(&mut self, topic: TopicId) {
@@ -849,6 +972,8 @@ impl Worker {
             self.request_deadlines.pop();
             let current_since = match self.conns.get(token as usize).map(|c| &c.state) {
                 Some(ConnState::AwaitingRequest { since }) => *since,
+                // A publish waiting for the broker is not a slow client.
+                Some(ConnState::Http(http)) if http.awaiting.is_some() => now,
                 Some(ConnState::Http(http)) => http.since,
                 _ => continue,
             };
@@ -871,12 +996,19 @@ impl Worker {
         let Some(mut conn) = self.conns.try_remove(token) else {
             return;
         };
-        if let ConnState::Subscriber(sub) = &conn.state {
-            let now = self.now();
-            let topic = self.topics.get_mut(sub.topic);
-            subscribers::unlink(&mut self.conns, &mut topic.first_subscriber, sub);
-            topic.mark_unsubscribed(now);
-            self.stats().subscribers.fetch_sub(1, Relaxed);
+        let now = self.now();
+        match &conn.state {
+            ConnState::Subscriber(sub) => {
+                let topic = self.topics.get_mut(sub.topic);
+                subscribers::unlink(&mut self.conns, &mut topic.first_subscriber, sub);
+                topic.mark_unsubscribed(now);
+                self.stats().subscribers.fetch_sub(1, Relaxed);
+            }
+            ConnState::AwaitingHistory { topic, .. } => {
+                self.topics.get_mut(*topic).mark_unsubscribed(now);
+                self.stats().subscribers.fetch_sub(1, Relaxed);
+            }
+            _ => {}
         }
         let _ = self.poll.registry().deregister(&mut conn.stream);
         self.stats().connections.fetch_sub(1, Relaxed);
@@ -986,6 +1118,36 @@ pub fn may_publish(
             403,
             "only loopback clients may publish unless --publish-token is set",
         )),
+    }
+}
+
+fn answer_published(
+    http: &mut HttpConn,
+    outcome: Result<EventId, String>,
+    keep_alive: bool,
+    cors: &str,
+) {
+    match outcome {
+        Ok(id) => http::write_response(
+            &mut http.output,
+            200,
+            cors,
+            "text/plain",
+            id.to_string().as_bytes(),
+            keep_alive,
+        ),
+        Err(e) => {
+            log::debug!("publish failed: {e}");
+            let headers = format!("{cors}Retry-After: 1\r\n");
+            http::write_response(
+                &mut http.output,
+                503,
+                &headers,
+                "text/plain",
+                b"event broker unavailable; try again\n",
+                keep_alive,
+            );
+        }
     }
 }
 

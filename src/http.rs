@@ -274,9 +274,7 @@ fn decode_chunked(input: &[u8], max_body: usize) -> Chunked {
                         return Chunked::Invalid(Rejection::new(431, "trailer fields too large"))
                     }
                     None => return Chunked::Incomplete,
-                    Some((b"", next)) => {
-                        return Chunked::Complete { body, len: next }
-                    }
+                    Some((b"", next)) => return Chunked::Complete { body, len: next },
                     Some((_, next)) => trailer_at = next,
                 }
             }

@@ -9,6 +9,7 @@
 //! - [`topics`]: topic names, their event logs and subscriber lists.
 //! - [`event_log`]: the shared buffer of already-encoded events.
 //! - [`publish`]: ids, encoding once, and handing events to every worker.
+//! - [`redis_broker`]: `--redis`, sharing one event stream between processes and machines.
 //! - [`metrics`]: counters and the Prometheus rendering.
 
 pub mod config;
@@ -17,6 +18,7 @@ pub mod event_loop;
 pub mod http;
 pub mod metrics;
 pub mod publish;
+pub mod redis_broker;
 pub mod server;
 pub mod subscribers;
 pub mod topics;

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     let server = match Server::start(&config) {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("ssed: cannot start on {}: {e}", config.listen);
+            eprintln!("ssed: {e}");
             return ExitCode::FAILURE;
         }
     };

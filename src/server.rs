@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::event_log::Retention;
 use crate::event_loop::{Settings, Worker, WAKER};
 use crate::publish::Hub;
+use crate::redis_broker::{self, BrokerSettings};
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -96,7 +97,9 @@ impl Server {
         }
 
         // The first listener picks the port (for `:0`); the others join it with SO_REUSEPORT.
-        let first = bind_listener(config.listen)?;
+        let first = bind_listener(config.listen).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
+        })?;
         let local_addr = first.local_addr()?;
         let mut listeners = vec![first];
         for _ in 1..workers {
@@ -109,7 +112,31 @@ impl Server {
             wakers.push(Waker::new(poll.registry(), WAKER)?);
             polls.push(poll);
         }
-        let hub = Arc::new(Hub::new(wakers));
+        let broker = match &config.redis {
+            None => None,
+            Some(url) => {
+                let broker_settings = BrokerSettings {
+                    url: url.clone(),
+                    history: config.history,
+                    stream_len: config.redis_stream_len,
+                    topic_ttl_ms: config.topic_ttl.saturating_mul(1000),
+                };
+                let (link, commands, head) = redis_broker::connect_at_startup(&broker_settings)
+                    .map_err(|e| io::Error::new(io::ErrorKind::ConnectionRefused, e))?;
+                log::info!("following Redis stream at {url} after event {head}");
+                Some((link, commands, head, broker_settings))
+            }
+        };
+        let (link, broker) = match broker {
+            Some((link, commands, head, settings)) => {
+                (Some(link), Some((commands, head, settings)))
+            }
+            None => (None, None),
+        };
+        let hub = Arc::new(Hub::new(wakers, link));
+        if let Some((commands, head, broker_settings)) = broker {
+            redis_broker::start(Arc::clone(&hub), broker_settings, commands, head)?;
+        }
         let settings = Arc::new(settings_from(config));
 
         let (notify, notices) = mpsc::channel();

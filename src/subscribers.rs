@@ -9,7 +9,7 @@
 //! Subscribers of a topic form an intrusive doubly linked list through their entries, so joining,
 //! leaving and fan-out cost no allocation, and leaving is O(1).
 
-use crate::event_log::EventLog;
+use crate::event_log::{EventId, EventLog, STREAM_ORIGIN};
 use crate::topics::{TopicId, NO_SUBSCRIBER};
 use mio::net::TcpStream;
 use slab::Slab;
@@ -29,6 +29,12 @@ pub enum ConnState {
     /// Part of a request has arrived, or a response is still being written.
     Http(Box<HttpConn>),
     Subscriber(Subscriber),
+    /// Subscribed (the head is sent) but waiting for the topic's older history from the broker
+    /// before its replay can start; counted as a subscriber of the topic meanwhile.
+    AwaitingHistory {
+        topic: TopicId,
+        last_seen: EventId,
+    },
 }
 
 /// Buffers of a connection speaking plain HTTP (publishers, /metrics, a request in pieces).
@@ -40,6 +46,16 @@ pub struct HttpConn {
     pub continue_sent: bool,
     pub close_when_flushed: bool,
     pub peer_closed: bool,
+    /// A publish handed to the broker, whose answer this connection waits for before it reads
+    /// its next request (answers stay in request order).
+    pub awaiting: Option<AwaitingPublish>,
+}
+
+#[derive(Debug)]
+pub struct AwaitingPublish {
+    pub serial: u64,
+    pub keep_alive: bool,
+    pub cors: String,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -77,7 +93,7 @@ impl Subscriber {
     }
 
     pub fn is_caught_up(&self, log: Option<&EventLog>) -> bool {
-        self.heartbeat_left == 0 && self.offset == log.map_or(0, EventLog::end)
+        self.heartbeat_left == 0 && self.offset == log.map_or(STREAM_ORIGIN, EventLog::end)
     }
 
     /// Writes whatever is pending (heartbeat remainder, then events) until done or the socket

@@ -8,7 +8,7 @@
 //! a rule that depends only on the event stream, so every worker drops the same history at the same
 //! time and replay gives the same answer on each.
 
-use crate::event_log::{EventId, EventLog, Retention};
+use crate::event_log::{EncodedEvent, EventId, EventLog, Retention, STREAM_ORIGIN};
 use slab::Slab;
 use std::collections::HashMap;
 
@@ -27,6 +27,17 @@ pub struct Topic {
     /// use at all (an event, a subscriber leaving).
     last_event_at: u32,
     last_used_at: u32,
+    pub history: History,
+}
+
+/// Whether the topic's older history has been fetched from the broker (Redis mode only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum History {
+    /// Only what this process received while running.
+    Local,
+    Requested,
+    /// Everything the broker retains has been merged in; the local log is authoritative.
+    Loaded,
 }
 
 impl Topic {
@@ -36,14 +47,23 @@ impl Topic {
 
     /// The offset at which a subscriber that wants only new events starts.
     pub fn end(&self) -> u64 {
-        self.log.as_ref().map_or(0, |log| log.end())
+        self.log.as_ref().map_or(STREAM_ORIGIN, |log| log.end())
     }
 
     /// The offset at which to start replay for a client that last saw `last_seen`.
     pub fn offset_after(&self, last_seen: EventId) -> u64 {
         self.log
             .as_ref()
-            .map_or(0, |log| log.offset_after(last_seen))
+            .map_or(STREAM_ORIGIN, |log| log.offset_after(last_seen))
+    }
+
+    /// Whether the local log alone can replay everything after `last_seen`.
+    pub fn covers(&self, last_seen: EventId) -> bool {
+        self.history == History::Loaded
+            || self
+                .log()
+                .and_then(EventLog::first_id)
+                .is_some_and(|first| first <= last_seen)
     }
 
     pub fn mark_unsubscribed(&mut self, now: u32) {
@@ -87,9 +107,14 @@ impl Topics {
             subscriber_count: 0,
             last_event_at: now,
             last_used_at: now,
+            history: History::Local,
         }) as TopicId;
         self.by_name.insert(name.into(), id);
         id
+    }
+
+    pub fn find(&self, name: &str) -> Option<TopicId> {
+        self.by_name.get(name).copied()
     }
 
     pub fn get(&self, id: TopicId) -> &Topic {
@@ -113,6 +138,16 @@ impl Topics {
             .append(event_id, encoded, retention);
         topic.last_event_at = now;
         topic.last_used_at = now;
+    }
+
+    /// Merges events fetched from the broker in front of the local ones.
+    pub fn prepend(&mut self, id: TopicId, older: &[EncodedEvent]) {
+        let retention = self.retention;
+        let topic = &mut self.topics[id as usize];
+        topic
+            .log
+            .get_or_insert_with(Default::default)
+            .prepend(older, retention);
     }
 
     /// Drops history older than the TTL and forgets unused topics. Returns how many were forgotten.
