@@ -72,6 +72,10 @@ pub struct Worker {
     inbox: Vec<Message>,
     /// Connections waiting for a topic's history from the broker (Redis mode).
     awaiting_history: std::collections::HashMap<TopicId, Vec<usize>>,
+    /// Parked subscribers whose Last-Event-ID this worker has not been handed yet.
+    awaiting_stream: Vec<usize>,
+    /// The newest event id handed to this worker (ids are ordered across all topics).
+    delivered_up_to: EventId,
     /// Tags each publish handed to the broker, so a late answer finds the right connection.
     next_serial: u64,
     touched_topics: Vec<TopicId>,
@@ -110,6 +114,8 @@ impl Worker {
             scratch: Vec::with_capacity(SCRATCH_BYTES),
             inbox: Vec::new(),
             awaiting_history: Default::default(),
+            awaiting_stream: Vec::new(),
+            delivered_up_to: hub.stream_start(),
             next_serial: 0,
             touched_topics: Vec::new(),
             doomed: Vec::new(),
@@ -142,6 +148,9 @@ impl Worker {
                 }
                 return Err(e);
             }
+            // Events published before this wake-up are applied before any request is read, so
+            // a client that was told an id finds its event here (see `start_replay`).
+            self.deliver_messages();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
@@ -270,7 +279,7 @@ impl Worker {
                     self.flush_subscriber(token);
                 }
             }
-            ConnState::AwaitingHistory { .. } => {
+            ConnState::Parked { .. } => {
                 if readable {
                     self.drain_subscriber_input(token);
                 }
@@ -322,7 +331,7 @@ impl Worker {
             let buffered = match &conn.state {
                 ConnState::Http(http) => http.input.len(),
                 ConnState::AwaitingRequest { .. } => 0,
-                ConnState::Subscriber(_) | ConnState::AwaitingHistory { .. } => break,
+                ConnState::Subscriber(_) | ConnState::Parked { .. } => break,
             };
             // Enough for any acceptable request; more unanswered input than that is refused by the
             // parser (431 or 413) rather than buffered.
@@ -364,7 +373,7 @@ impl Worker {
                 ..HttpConn::default()
             }),
             ConnState::Http(http) => http,
-            ConnState::Subscriber(_) | ConnState::AwaitingHistory { .. } => {
+            ConnState::Subscriber(_) | ConnState::Parked { .. } => {
                 unreachable!("continue_http on a subscriber")
             }
         };
@@ -638,31 +647,17 @@ impl Worker {
         let topic = self.topics.get_mut(topic_id);
         topic.subscriber_count += 1;
         match last_seen {
-            // With a broker, events this process never saw may still be there: fetch them
-            // before replaying (once per topic; later subscribers find them merged in).
-            Some(last_seen) if self.hub.redis.is_some() && !topic.covers(last_seen) => {
-                if topic.history == History::Local {
-                    topic.history = History::Requested;
-                    if let Some(redis) = &self.hub.redis {
-                        redis.send(crate::redis_broker::Command::History {
-                            worker: self.index,
-                            topic: topic_name.into(),
-                        });
-                    }
-                }
-                self.conns[token].state = ConnState::AwaitingHistory {
+            None => {
+                self.conns[token].state =
+                    ConnState::Subscriber(Subscriber::new(topic_id, topic.end()));
+                subscribers::link(&mut self.conns, &mut topic.first_subscriber, token);
+            }
+            Some(last_seen) => {
+                self.conns[token].state = ConnState::Parked {
                     topic: topic_id,
                     last_seen,
                 };
-                self.awaiting_history
-                    .entry(topic_id)
-                    .or_default()
-                    .push(token);
-            }
-            _ => {
-                let offset = last_seen.map_or_else(|| topic.end(), |id| topic.offset_after(id));
-                self.conns[token].state = ConnState::Subscriber(Subscriber::new(topic_id, offset));
-                subscribers::link(&mut self.conns, &mut topic.first_subscriber, token);
+                self.start_replay(token);
             }
         }
         self.stats().subscribers.fetch_add(1, Relaxed);
@@ -804,7 +799,7 @@ impl Worker {
     fn deliver_messages(&mut self) {
         let mut inbox = std::mem::take(&mut self.inbox);
         self.hub.take_messages(self.index, &mut inbox);
-        if inbox.is_empty() {
+        if inbox.is_empty() && self.touched_topics.is_empty() {
             self.inbox = inbox;
             return;
         }
@@ -815,6 +810,7 @@ impl Worker {
                     let topic = self.topics.get_or_create(&event.topic, now);
                     self.topics.append(topic, event.id, &event.encoded, now);
                     self.touched_topics.push(topic);
+                    self.delivered_up_to = self.delivered_up_to.max(event.id);
                 }
                 Message::PublishDone {
                     token,
@@ -825,6 +821,7 @@ impl Worker {
             }
         }
         self.inbox = inbox;
+        self.retry_parked();
         self.stats().topics.store(self.topics.len() as i64, Relaxed);
         let mut touched = std::mem::take(&mut self.touched_topics);
         touched.sort_unstable();
@@ -854,15 +851,75 @@ impl Worker {
         self.continue_http(token, None);
     }
 
-    /// Merges a topic's older history from the broker, then starts the replay of everyone who
-    /// waited for it. If the broker could not answer, they replay what is here.
+    /// Attaches a parked subscriber to its topic at the first event after its Last-Event-ID, once
+    /// that can be done without a gap or a duplicate; until then it stays parked, waiting for:
+    /// - the topic's older history from the broker, if this process never saw the id's events;
+    /// - the stream to catch up, if the id is newer than what this worker has been handed yet
+    ///   (the client learned it from another worker or process a moment ago).
+    ///
+    /// Returns whether it attached.
+    fn start_replay(&mut self, token: usize) -> bool {
+        let ConnState::Parked {
+            topic: topic_id,
+            last_seen,
+        } = self.conns[token].state
+        else {
+            return false;
+        };
+        let topic = self.topics.get_mut(topic_id);
+        if let Some(redis) = self.hub.redis.as_ref().filter(|_| !topic.covers(last_seen)) {
+            if topic.history == History::Local {
+                topic.history = History::Requested;
+                redis.send(crate::redis_broker::Command::History {
+                    worker: self.index,
+                    topic: self.topics.name(topic_id).into(),
+                });
+            }
+            if self.topics.get(topic_id).history == History::Requested {
+                self.awaiting_history
+                    .entry(topic_id)
+                    .or_default()
+                    .push(token);
+                return false;
+            }
+        }
+        if last_seen > self.delivered_up_to && self.hub.may_still_arrive(last_seen) {
+            self.awaiting_stream.push(token);
+            return false;
+        }
+        let topic = self.topics.get_mut(topic_id);
+        self.conns[token].state =
+            ConnState::Subscriber(Subscriber::new(topic_id, topic.offset_after(last_seen)));
+        subscribers::link(&mut self.conns, &mut topic.first_subscriber, token);
+        self.touched_topics.push(topic_id);
+        true
+    }
+
+    /// Gives parked subscribers waiting on the stream another chance.
+    fn retry_parked(&mut self) {
+        for token in std::mem::take(&mut self.awaiting_stream) {
+            if self
+                .conns
+                .get(token)
+                .is_some_and(|c| matches!(c.state, ConnState::Parked { .. }))
+            {
+                self.start_replay(token);
+            }
+        }
+    }
+
+    /// Merges a topic's older history from the broker, then resumes everyone who waited for it.
+    /// If the broker could not answer, they replay what is here.
     fn on_history(&mut self, topic_name: &str, events: Result<Vec<EncodedEvent>, String>) {
         let Some(topic_id) = self.topics.find(topic_name) else {
             return;
         };
-        match &events {
-            Ok(events) => {
-                self.topics.prepend(topic_id, events);
+        match events {
+            Ok(mut events) => {
+                // Newer events reach this worker through the stream; taking them here too
+                // would deliver them twice.
+                events.retain(|(id, _)| *id <= self.delivered_up_to);
+                self.topics.prepend(topic_id, &events);
                 self.topics.get_mut(topic_id).history = History::Loaded;
             }
             Err(e) => {
@@ -871,20 +928,11 @@ impl Worker {
             }
         }
         for token in self.awaiting_history.remove(&topic_id).unwrap_or_default() {
-            let Some(conn) = self.conns.get_mut(token) else {
-                continue;
-            };
-            let ConnState::AwaitingHistory { topic, last_seen } = conn.state else {
-                continue;
-            };
-            if topic != topic_id {
-                continue;
+            if self.conns.get(token).is_some_and(
+                |c| matches!(c.state, ConnState::Parked { topic, .. } if topic == topic_id),
+            ) {
+                self.start_replay(token);
             }
-            let topic = self.topics.get_mut(topic_id);
-            conn.state =
-                ConnState::Subscriber(Subscriber::new(topic_id, topic.offset_after(last_seen)));
-            subscribers::link(&mut self.conns, &mut topic.first_subscriber, token);
-            self.touched_topics.push(topic_id);
         }
     }
 
@@ -916,6 +964,8 @@ impl Worker {
         if self.next_housekeeping <= now {
             self.next_housekeeping = now + Duration::from_secs(1);
             self.expire_requests();
+            self.retry_parked();
+            self.deliver_messages();
             let forgotten = self.topics.expire(self.now());
             if forgotten > 0 {
                 log::debug!("forgot {forgotten} unused topic(s)");
@@ -1004,7 +1054,7 @@ impl Worker {
                 topic.mark_unsubscribed(now);
                 self.stats().subscribers.fetch_sub(1, Relaxed);
             }
-            ConnState::AwaitingHistory { topic, .. } => {
+            ConnState::Parked { topic, .. } => {
                 self.topics.get_mut(*topic).mark_unsubscribed(now);
                 self.stats().subscribers.fetch_sub(1, Relaxed);
             }

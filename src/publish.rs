@@ -69,6 +69,9 @@ pub struct Hub {
     last_id: Mutex<EventId>,
     mailboxes: Vec<Mailbox>,
     pub redis: Option<RedisLink>,
+    /// Where the broker's stream was when this process started following it: events up to
+    /// here only come as history, never live.
+    stream_start: EventId,
     pub worker_stats: Vec<WorkerStats>,
     pub global_stats: GlobalStats,
     shutting_down: AtomicBool,
@@ -89,8 +92,9 @@ pub fn now_ms() -> u64 {
 }
 
 impl Hub {
-    pub fn new(wakers: Vec<Waker>, redis: Option<RedisLink>) -> Hub {
+    pub fn new(wakers: Vec<Waker>, redis: Option<RedisLink>, stream_start: EventId) -> Hub {
         Hub {
+            stream_start,
             last_id: Mutex::new(EventId::default()),
             worker_stats: wakers.iter().map(|_| WorkerStats::default()).collect(),
             mailboxes: wakers
@@ -104,6 +108,22 @@ impl Hub {
             global_stats: GlobalStats::default(),
             shutting_down: AtomicBool::new(false),
         }
+    }
+
+    pub fn stream_start(&self) -> EventId {
+        self.stream_start
+    }
+
+    /// Whether an event with this id may still be on its way to the workers. In-process, any id
+    /// the sequencer has issued; with a broker, ids carry their publish time, so one from more
+    /// than a few seconds ago would have arrived and one from the future was never issued.
+    pub fn may_still_arrive(&self, id: EventId) -> bool {
+        const GRACE_MS: u64 = 10_000;
+        if self.redis.is_none() {
+            return id <= *lock(&self.last_id);
+        }
+        let now = now_ms();
+        id.ms + GRACE_MS > now && id.ms < now + GRACE_MS
     }
 
     pub fn publish(&self, request: Publish<'_>) -> Outcome {

@@ -8,7 +8,7 @@
 //! on with a listener nobody serves, so that a supervisor restarts it.
 
 use crate::config::Config;
-use crate::event_log::Retention;
+use crate::event_log::{EventId, Retention};
 use crate::event_loop::{Settings, Worker, WAKER};
 use crate::publish::Hub;
 use crate::redis_broker::{self, BrokerSettings};
@@ -112,30 +112,27 @@ impl Server {
             wakers.push(Waker::new(poll.registry(), WAKER)?);
             polls.push(poll);
         }
-        let broker = match &config.redis {
-            None => None,
-            Some(url) => {
-                let broker_settings = BrokerSettings {
-                    url: url.clone(),
-                    history: config.history,
-                    stream_len: config.redis_stream_len,
-                    topic_ttl_ms: config.topic_ttl.saturating_mul(1000),
-                };
-                let (link, commands, head) = redis_broker::connect_at_startup(&broker_settings)
+        let mut link = None;
+        let mut stream_start = EventId::default();
+        let mut broker = None;
+        if let Some(url) = &config.redis {
+            let broker_settings = BrokerSettings {
+                url: url.clone(),
+                history: config.history,
+                stream_len: config.redis_stream_len,
+                topic_ttl_ms: config.topic_ttl.saturating_mul(1000),
+            };
+            let (redis_link, commands, head) =
+                redis_broker::connect_at_startup(&broker_settings)
                     .map_err(|e| io::Error::new(io::ErrorKind::ConnectionRefused, e))?;
-                log::info!("following Redis stream at {url} after event {head}");
-                Some((link, commands, head, broker_settings))
-            }
-        };
-        let (link, broker) = match broker {
-            Some((link, commands, head, settings)) => {
-                (Some(link), Some((commands, head, settings)))
-            }
-            None => (None, None),
-        };
-        let hub = Arc::new(Hub::new(wakers, link));
-        if let Some((commands, head, broker_settings)) = broker {
-            redis_broker::start(Arc::clone(&hub), broker_settings, commands, head)?;
+            log::info!("following Redis stream at {url} after event {head}");
+            link = Some(redis_link);
+            stream_start = head;
+            broker = Some((commands, broker_settings));
+        }
+        let hub = Arc::new(Hub::new(wakers, link, stream_start));
+        if let Some((commands, broker_settings)) = broker {
+            redis_broker::start(Arc::clone(&hub), broker_settings, commands, stream_start)?;
         }
         let settings = Arc::new(settings_from(config));
 

@@ -29,9 +29,9 @@ pub enum ConnState {
     /// Part of a request has arrived, or a response is still being written.
     Http(Box<HttpConn>),
     Subscriber(Subscriber),
-    /// Subscribed (the head is sent) but waiting for the topic's older history from the broker
-    /// before its replay can start; counted as a subscriber of the topic meanwhile.
-    AwaitingHistory {
+    /// Subscribed with a Last-Event-ID (the head is sent), waiting until its replay can start
+    /// (see `Worker::start_replay`); counted as a subscriber of the topic meanwhile.
+    Parked {
         topic: TopicId,
         last_seen: EventId,
     },

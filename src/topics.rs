@@ -113,6 +113,14 @@ impl Topics {
         id
     }
 
+    /// A topic's name (a scan: only for the rare history request).
+    pub fn name(&self, id: TopicId) -> &str {
+        self.by_name
+            .iter()
+            .find(|&(_, &i)| i == id)
+            .map_or("", |(name, _)| name)
+    }
+
     pub fn find(&self, name: &str) -> Option<TopicId> {
         self.by_name.get(name).copied()
     }
