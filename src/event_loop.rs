@@ -19,8 +19,6 @@ use crate::topics::{History, TopicId, Topics, NO_SUBSCRIBER};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::io::{self, IoSlice, Read as _};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -66,8 +64,6 @@ pub struct Worker {
     max_connections: usize,
     topics: Topics,
     started: Instant,
-    /// (since, token) of connections owing a request; checked lazily, see `expire_requests`.
-    request_deadlines: BinaryHeap<Reverse<(u32, u32)>>,
     scratch: Vec<u8>,
     inbox: Vec<Message>,
     /// Connections waiting for a topic's history from the broker (Redis mode).
@@ -79,7 +75,8 @@ pub struct Worker {
     /// Tags each publish handed to the broker, so a late answer finds the right connection.
     next_serial: u64,
     touched_topics: Vec<TopicId>,
-    doomed: Vec<usize>,
+    /// Reused buffer of subscribers whose heartbeat failed, settled after the pass.
+    failed_writes: Vec<(usize, io::Result<Flush>)>,
     accept_paused_until: Option<Instant>,
     accept_errors_unlogged: u64,
     accept_error_logged_at: Option<Instant>,
@@ -110,7 +107,6 @@ impl Worker {
             max_connections,
             topics: Topics::new(settings.retention, settings.topic_ttl_secs),
             started: now,
-            request_deadlines: BinaryHeap::new(),
             scratch: Vec::with_capacity(SCRATCH_BYTES),
             inbox: Vec::new(),
             awaiting_history: Default::default(),
@@ -118,7 +114,7 @@ impl Worker {
             delivered_up_to: hub.stream_start(),
             next_serial: 0,
             touched_topics: Vec::new(),
-            doomed: Vec::new(),
+            failed_writes: Vec::new(),
             accept_paused_until: None,
             accept_errors_unlogged: 0,
             accept_error_logged_at: None,
@@ -260,7 +256,6 @@ impl Worker {
             stream,
             state: ConnState::AwaitingRequest { since },
         });
-        self.request_deadlines.push(Reverse((since, token as u32)));
         self.stats().connections.fetch_add(1, Relaxed);
     }
 
@@ -693,7 +688,6 @@ impl Worker {
         let outcome = sub.flush(
             &mut conn.stream,
             self.topics.get(sub.topic).log(),
-            &self.settings.heartbeat,
             &mut sent,
         );
         self.stats().bytes_sent.fetch_add(sent, Relaxed);
@@ -978,8 +972,8 @@ impl Worker {
     /// being written to anyway.
     fn send_heartbeats(&mut self) {
         let heartbeat = &self.settings.heartbeat;
-        let stats = &self.hub.worker_stats[self.index];
         let mut sent = 0;
+        let mut failed = std::mem::take(&mut self.failed_writes);
         for (_, topic) in self.topics.iter() {
             let mut token = topic.first_subscriber;
             while token != NO_SUBSCRIBER {
@@ -989,54 +983,43 @@ impl Worker {
                 };
                 let next = sub.next;
                 if sub.is_caught_up(topic.log()) {
-                    sub.heartbeat_left = heartbeat.len() as u8;
-                    match sub.flush(&mut conn.stream, topic.log(), heartbeat, &mut sent) {
-                        Ok(_) => {}
-                        Err(e) => {
-                            log::debug!("subscriber {token}: {e}");
-                            self.doomed.push(token as usize);
-                        }
+                    match sub.heartbeat(&mut conn.stream, heartbeat, &mut sent) {
+                        Ok(Flush::CaughtUp | Flush::Blocked) => {}
+                        outcome => failed.push((token as usize, outcome)),
                     }
                 }
                 token = next;
             }
         }
-        stats.bytes_sent.fetch_add(sent, Relaxed);
-        let doomed = std::mem::take(&mut self.doomed);
-        for &token in &doomed {
-            self.close(token);
+        self.stats().bytes_sent.fetch_add(sent, Relaxed);
+        for (token, outcome) in failed.drain(..) {
+            self.settle_flush(token, outcome);
         }
-        self.doomed = doomed;
-        self.doomed.clear();
+        self.failed_writes = failed;
     }
 
     /// Closes connections that have not completed a request within --header-timeout (slowloris).
-    /// Each waiting connection has one entry, re-queued if the connection moved on meanwhile.
+    /// A once-a-second scan of the table: a deadline queue would cost memory for every
+    /// connection, and a scan of a few ten thousand entries costs microseconds.
     fn expire_requests(&mut self) {
         let now = self.now();
         let timeout = self.settings.header_timeout_secs;
-        while let Some(&Reverse((since, token))) = self.request_deadlines.peek() {
-            if since.saturating_add(timeout) > now {
-                break;
-            }
-            self.request_deadlines.pop();
-            let current_since = match self.conns.get(token as usize).map(|c| &c.state) {
-                Some(ConnState::AwaitingRequest { since }) => *since,
+        let mut expired = Vec::new();
+        for (token, conn) in &self.conns {
+            let since = match &conn.state {
+                ConnState::AwaitingRequest { since } => *since,
                 // A publish waiting for the broker is not a slow client.
-                Some(ConnState::Http(http)) if http.awaiting.is_some() => now,
-                Some(ConnState::Http(http)) => http.since,
+                ConnState::Http(http) if http.awaiting.is_none() => http.since,
                 _ => continue,
             };
-            if current_since.saturating_add(timeout) <= now {
-                log::debug!("connection {token}: no complete request within {timeout} s; closing");
-                self.stats().reject(RejectReason::HeaderTimeout);
-                self.close(token as usize);
-            } else {
-                self.request_deadlines.push(Reverse((current_since, token)));
+            if since.saturating_add(timeout) <= now {
+                expired.push(token);
             }
         }
-        if self.request_deadlines.is_empty() && self.request_deadlines.capacity() > 1024 {
-            self.request_deadlines.shrink_to_fit();
+        for token in expired {
+            log::debug!("connection {token}: no complete request within {timeout} s; closing");
+            self.stats().reject(RejectReason::HeaderTimeout);
+            self.close(token);
         }
     }
 
@@ -1070,20 +1053,14 @@ impl Worker {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        let heartbeat = &self.settings.heartbeat;
         let mut told = 0;
         for (_, conn) in self.conns.iter_mut() {
             match &mut conn.state {
                 ConnState::Subscriber(sub) => {
                     let log = self.topics.get(sub.topic).log();
                     let mut sent = 0;
-                    if let Ok(Flush::CaughtUp) =
-                        sub.flush(&mut conn.stream, log, heartbeat, &mut sent)
-                    {
-                        self.rng ^= self.rng << 13;
-                        self.rng ^= self.rng >> 7;
-                        self.rng ^= self.rng << 17;
-                        let retry = format!("retry: {}\n\n", 1000 + self.rng % 4000);
+                    if let Ok(Flush::CaughtUp) = sub.flush(&mut conn.stream, log, &mut sent) {
+                        let retry = format!("retry: {}\n\n", 1000 + xorshift(&mut self.rng) % 4000);
                         if let Ok(Some(_)) = subscribers::write_some(
                             &mut conn.stream,
                             &[IoSlice::new(retry.as_bytes())],
@@ -1203,6 +1180,13 @@ fn answer_published(
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
 }
 
 fn seed(index: usize) -> u64 {

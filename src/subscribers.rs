@@ -58,16 +58,16 @@ pub struct AwaitingPublish {
     pub cors: String,
 }
 
+/// A subscriber: its topic, its links in the topic's list, and the offset of the next byte to
+/// send in the topic's event stream. Packed to 4-byte alignment so that, with the connection's
+/// state tag and socket, a slab entry is 32 bytes.
 #[derive(Debug, Clone, Copy)]
+#[repr(C, packed(4))]
 pub struct Subscriber {
-    /// Absolute offset of the next byte to send in the topic's event stream.
-    pub offset: u64,
+    offset: u64,
     pub topic: TopicId,
     pub prev: u32,
     pub next: u32,
-    /// Bytes of a heartbeat still to send; a heartbeat is only started when caught up, and is
-    /// finished before any event so the two never interleave on the wire.
-    pub heartbeat_left: u8,
 }
 
 /// Where a subscriber stands after a flush.
@@ -77,7 +77,8 @@ pub enum Flush {
     CaughtUp,
     /// The socket's send buffer is full; the next writable event resumes.
     Blocked,
-    /// Its next event has been trimmed from the log: it can no longer get a gapless stream.
+    /// It can no longer be given a gapless stream: its next event has been trimmed from the log,
+    /// or it has not read even enough to take a heartbeat whole.
     FellBehind,
 }
 
@@ -88,52 +89,62 @@ impl Subscriber {
             topic,
             prev: NO_SUBSCRIBER,
             next: NO_SUBSCRIBER,
-            heartbeat_left: 0,
         }
     }
 
-    pub fn is_caught_up(&self, log: Option<&EventLog>) -> bool {
-        self.heartbeat_left == 0 && self.offset == log.map_or(STREAM_ORIGIN, EventLog::end)
+    pub fn offset(&self) -> u64 {
+        self.offset
     }
 
-    /// Writes whatever is pending (heartbeat remainder, then events) until done or the socket
-    /// would block. All pending events go out in one `writev` from the shared log.
+    pub fn is_caught_up(&self, log: Option<&EventLog>) -> bool {
+        self.offset == log.map_or(STREAM_ORIGIN, EventLog::end)
+    }
+
+    /// Writes every pending event, from the shared log, until done or the socket would block.
+    /// All pending events go out in one `writev`.
     pub fn flush(
         &mut self,
         stream: &mut TcpStream,
         log: Option<&EventLog>,
+        bytes_sent: &mut u64,
+    ) -> io::Result<Flush> {
+        let Some(log) = log else {
+            return Ok(Flush::CaughtUp);
+        };
+        loop {
+            let Some((front, back)) = log.pending_from(self.offset) else {
+                return Ok(Flush::FellBehind);
+            };
+            if front.is_empty() {
+                return Ok(Flush::CaughtUp);
+            }
+            match write_some(stream, &[IoSlice::new(front), IoSlice::new(back)])? {
+                Some(n) => {
+                    self.offset += n as u64;
+                    *bytes_sent += n as u64;
+                }
+                None => return Ok(Flush::Blocked),
+            }
+        }
+    }
+
+    /// Sends a heartbeat to a caught-up subscriber. Heartbeats are not in the log (they are the
+    /// same bytes for everyone, and retaining them would cost memory per topic), so one must go
+    /// out whole or not at all: a socket that takes only part of a few dozen bytes belongs to a
+    /// client that has stopped reading, and is reported as fallen behind.
+    pub fn heartbeat(
+        &self,
+        stream: &mut TcpStream,
         heartbeat: &[u8],
         bytes_sent: &mut u64,
     ) -> io::Result<Flush> {
-        loop {
-            let written = if self.heartbeat_left > 0 {
-                let rest = &heartbeat[heartbeat.len() - self.heartbeat_left as usize..];
-                match write_some(stream, &[IoSlice::new(rest)])? {
-                    Some(n) => {
-                        self.heartbeat_left -= n as u8;
-                        n
-                    }
-                    None => return Ok(Flush::Blocked),
-                }
-            } else {
-                let Some(log) = log else {
-                    return Ok(Flush::CaughtUp);
-                };
-                let Some((front, back)) = log.pending_from(self.offset) else {
-                    return Ok(Flush::FellBehind);
-                };
-                if front.is_empty() {
-                    return Ok(Flush::CaughtUp);
-                }
-                match write_some(stream, &[IoSlice::new(front), IoSlice::new(back)])? {
-                    Some(n) => {
-                        self.offset += n as u64;
-                        n
-                    }
-                    None => return Ok(Flush::Blocked),
-                }
-            };
-            *bytes_sent += written as u64;
+        match write_some(stream, &[IoSlice::new(heartbeat)])? {
+            Some(n) if n == heartbeat.len() => {
+                *bytes_sent += n as u64;
+                Ok(Flush::CaughtUp)
+            }
+            Some(_) => Ok(Flush::FellBehind),
+            None => Ok(Flush::Blocked),
         }
     }
 }
