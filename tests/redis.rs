@@ -15,7 +15,11 @@ struct RedisServer {
 
 impl RedisServer {
     fn start() -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut server = RedisServer { port, child: None };
         server.restart();
         server
@@ -27,7 +31,16 @@ impl RedisServer {
 
     fn restart(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is needed for these tests: run ./test.sh, which installs it");
@@ -58,7 +71,16 @@ impl Drop for RedisServer {
 
 fn ssed(redis: &RedisServer, listen: &str, extra: &[&str]) -> Daemon {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ssed"));
-    command.args(["--listen", listen, "--workers", "1", "--redis", &redis.url()]).args(extra);
+    command
+        .args([
+            "--listen",
+            listen,
+            "--workers",
+            "1",
+            "--redis",
+            &redis.url(),
+        ])
+        .args(extra);
     Daemon::spawn(command, &[])
 }
 
@@ -66,12 +88,21 @@ fn ssed(redis: &RedisServer, listen: &str, extra: &[&str]) -> Daemon {
 fn open_sockets(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
-        .filter(|fd| std::fs::read_link(fd.as_ref().unwrap().path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:")))
+        .filter(|fd| {
+            std::fs::read_link(fd.as_ref().unwrap().path())
+                .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+        })
         .count()
 }
 
 fn post(addr: SocketAddr, topic: &str, data: &str) -> Response {
-    request(addr, "POST", &format!("/events/{topic}"), &[], data.as_bytes())
+    request(
+        addr,
+        "POST",
+        &format!("/events/{topic}"),
+        &[],
+        data.as_bytes(),
+    )
 }
 
 #[test]
@@ -82,7 +113,10 @@ fn two_processes_on_one_port_deliver_every_event_once_in_order_with_the_same_ids
     let b = ssed(&redis, &a.addr.to_string(), &[]);
     let before_b = open_sockets(b.child.id());
     let mut subs: Vec<_> = (0..40).map(|_| a.subscribe("shared")).collect();
-    assert!(open_sockets(a.child.id()) > before_a && open_sockets(b.child.id()) > before_b, "both processes hold subscribers");
+    assert!(
+        open_sockets(a.child.id()) > before_a && open_sockets(b.child.id()) > before_b,
+        "both processes hold subscribers"
+    );
 
     // Publishes spread over both processes the same way.
     let acked: Vec<String> = (0..30)
@@ -93,8 +127,15 @@ fn two_processes_on_one_port_deliver_every_event_once_in_order_with_the_same_ids
         })
         .collect();
     for sub in &mut subs {
-        let got: Vec<(String, String)> = (0..30).map(|_| sub.next_event()).map(|e| (e.id.unwrap(), e.data)).collect();
-        let expected: Vec<(String, String)> = acked.iter().enumerate().map(|(i, id)| (id.clone(), format!("m{i}"))).collect();
+        let got: Vec<(String, String)> = (0..30)
+            .map(|_| sub.next_event())
+            .map(|e| (e.id.unwrap(), e.data))
+            .collect();
+        let expected: Vec<(String, String)> = acked
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), format!("m{i}")))
+            .collect();
         assert_eq!(got, expected);
     }
 }
@@ -103,7 +144,9 @@ fn two_processes_on_one_port_deliver_every_event_once_in_order_with_the_same_ids
 fn a_process_started_later_replays_from_redis() {
     let redis = RedisServer::start();
     let first = ssed(&redis, "127.0.0.1:0", &[]);
-    let ids: Vec<String> = (0..6).map(|i| first.publish("late", &format!("old{i}"))).collect();
+    let ids: Vec<String> = (0..6)
+        .map(|i| first.publish("late", &format!("old{i}")))
+        .collect();
     let later = ssed(&redis, "127.0.0.1:0", &[]);
     let mut sub = Subscription::open(later.addr, "/events/late", &[("Last-Event-ID", &ids[2])]);
     let live = first.publish("late", "new");
@@ -120,7 +163,9 @@ fn losing_redis_mid_stream_loses_and_duplicates_nothing_that_was_acknowledged() 
     let mut redis = RedisServer::start();
     let a = ssed(&redis, "127.0.0.1:0", &["--heartbeat", "1"]);
     let b = ssed(&redis, "127.0.0.1:0", &["--heartbeat", "1"]);
-    let mut subs: Vec<_> = (0..5).flat_map(|_| [a.subscribe("flow"), b.subscribe("flow")]).collect();
+    let mut subs: Vec<_> = (0..5)
+        .flat_map(|_| [a.subscribe("flow"), b.subscribe("flow")])
+        .collect();
     let mut idle = b.subscribe("idle");
 
     let mut acked = Vec::new();
@@ -137,20 +182,39 @@ fn losing_redis_mid_stream_loses_and_duplicates_nothing_that_was_acknowledged() 
         assert_eq!(publish(if i % 2 == 0 { &a } else { &b }, i), 200);
     }
     redis.kill();
-    wait_for("/healthz to report the loss", || (request(b.addr, "GET", "/healthz", &[], b"").status == 503).then_some(()));
-    assert_eq!(publish(&a, 10), 503, "publishing without Redis is refused, not lost");
-    assert!(idle.next_comment().contains("heartbeat"), "subscribers keep their heartbeats");
+    wait_for("/healthz to report the loss", || {
+        (request(b.addr, "GET", "/healthz", &[], b"").status == 503).then_some(())
+    });
+    assert_eq!(
+        publish(&a, 10),
+        503,
+        "publishing without Redis is refused, not lost"
+    );
+    assert!(
+        idle.next_comment().contains("heartbeat"),
+        "subscribers keep their heartbeats"
+    );
     redis.restart();
     wait_for("/healthz to recover", || {
-        [&a, &b].iter().all(|d| request(d.addr, "GET", "/healthz", &[], b"").status == 200).then_some(())
+        [&a, &b]
+            .iter()
+            .all(|d| request(d.addr, "GET", "/healthz", &[], b"").status == 200)
+            .then_some(())
     });
     for i in 11..21 {
         publish(if i % 2 == 0 { &a } else { &b }, i);
     }
-    assert!(acked.len() >= 15, "most publishes after recovery succeed: {}", acked.len());
+    assert!(
+        acked.len() >= 15,
+        "most publishes after recovery succeed: {}",
+        acked.len()
+    );
 
     for sub in &mut subs {
-        let got: Vec<(String, String)> = (0..acked.len()).map(|_| sub.next_event()).map(|e| (e.id.unwrap(), e.data)).collect();
+        let got: Vec<(String, String)> = (0..acked.len())
+            .map(|_| sub.next_event())
+            .map(|e| (e.id.unwrap(), e.data))
+            .collect();
         assert_eq!(got, acked, "every acknowledged event, once, in order");
     }
     // Nothing more is pending: a marker published now is the very next event everywhere.
@@ -165,12 +229,24 @@ fn losing_redis_mid_stream_loses_and_duplicates_nothing_that_was_acknowledged() 
 
 #[test]
 fn an_unreachable_redis_at_startup_is_a_clear_error() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let output = Command::new(env!("CARGO_BIN_EXE_ssed"))
-        .args(["--listen", "127.0.0.1:0", "--redis", &format!("redis://127.0.0.1:{port}/0")])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--redis",
+            &format!("redis://127.0.0.1:{port}/0"),
+        ])
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("cannot reach Redis at redis://127.0.0.1:"), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach Redis at redis://127.0.0.1:"),
+        "{stderr}"
+    );
 }
