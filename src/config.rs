@@ -31,11 +31,13 @@ pub struct Config {
     pub heartbeat: u64,
 
     /// Send heartbeats as `event: NAME` + `data: null` instead of an SSE comment
-    /// (`--heartbeat 5 --heartbeat-event keep-alive` reproduces the original Go server).
+    /// (`--heartbeat 5 --heartbeat-event keep-alive` reproduces the original Go server)
+    /// [default: a `: heartbeat` comment].
     #[arg(long, value_name = "NAME", value_parser = parse_event_name)]
     pub heartbeat_event: Option<String>,
 
-    /// Send `retry: MS` at the start of every stream, to set the client's reconnection delay.
+    /// Send `retry: MS` at the start of every stream, to set the client's reconnection delay
+    /// [default: not sent; browsers then wait about 3 s].
     #[arg(long, value_name = "MS")]
     pub retry_ms: Option<u32>,
 
@@ -72,13 +74,13 @@ pub struct Config {
     pub header_timeout: u64,
 
     /// Let any client holding this token publish (`Authorization: Bearer TOKEN`), and no one
-    /// else. Without it, only loopback clients may publish.
+    /// else [default: none; only loopback clients may publish].
     #[arg(long, env = "SSED_PUBLISH_TOKEN", hide_env_values = true)]
     pub publish_token: Option<String>,
 
     /// Share events with every ssed process using this Redis (e.g. redis://127.0.0.1:6379/0):
-    /// publishes go to a Redis stream that every process follows. Without it, events stay in
-    /// this process.
+    /// publishes go to a Redis stream that every process follows [default: none; events stay in
+    /// this process].
     #[arg(long, env = "SSED_REDIS_URL", value_name = "URL")]
     pub redis: Option<String>,
 
@@ -87,8 +89,8 @@ pub struct Config {
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub redis_stream_len: u64,
 
-    /// Allow this origin for cross-origin subscribe and publish (repeatable; `*` for any).
-    /// Without it no CORS headers are sent.
+    /// Allow this origin for cross-origin subscribe and publish (repeatable; `*` for any)
+    /// [default: none; no CORS headers are sent].
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,
 }

@@ -29,6 +29,28 @@ impl Daemon {
 
     /// Starts ssed with exactly these arguments (no default --listen).
     pub fn spawn(mut command: Command, env: &[(&str, &str)]) -> Daemon {
+        command.stderr(Stdio::inherit());
+        Daemon::spawn_with(command, env)
+    }
+
+    /// Starts ssed with its log lines (at `info`) arriving on the returned channel.
+    pub fn spawn_logging(mut command: Command) -> (Daemon, std::sync::mpsc::Receiver<String>) {
+        command.stderr(Stdio::piped());
+        let mut daemon = Daemon::spawn_with(command, &[("RUST_LOG", "info")]);
+        let stderr = BufReader::new(daemon.child.stderr.take().unwrap());
+        let (lines, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (daemon, receiver)
+    }
+
+    fn spawn_with(mut command: Command, env: &[(&str, &str)]) -> Daemon {
         command
             .env(
                 "RUST_LOG",
@@ -36,8 +58,7 @@ impl Daemon {
             )
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stdout(Stdio::piped());
         let mut child = command.spawn().expect("start ssed");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
