@@ -330,7 +330,8 @@ impl Worker {
             };
             // Enough for any acceptable request; more unanswered input than that is refused by the
             // parser (431 or 413) rather than buffered.
-            let limit = http::MAX_HEAD_BYTES + 2 * self.settings.max_event_bytes + 64 * 1024;
+            let limit = (http::MAX_HEAD_BYTES + 64 * 1024)
+                .saturating_add(self.settings.max_event_bytes.saturating_mul(2));
             let room = limit.saturating_sub(buffered);
             if room == 0 {
                 log::debug!(

@@ -482,6 +482,44 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_bytes_never_panic_the_parser() {
+        // Requests assembled from HTTP-ish pieces and noise, cut at random lengths.
+        let pieces: [&[u8]; 16] = [
+            b"GET ",
+            b"POST ",
+            b"/events/a",
+            b"?event=%0",
+            b" HTTP/1.1\r\n",
+            b"Host: h\r\n",
+            b"Content-Length: ",
+            b"Transfer-Encoding: chunked\r\n",
+            b"\r\n",
+            b"5",
+            b"ffffffff",
+            b";x\r\n",
+            b"0\r\n\r\n",
+            b"\x00\xff",
+            b"Expect: 100-continue\r\n",
+            b"\n",
+        ];
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let mut input = Vec::new();
+            for _ in 0..next() % 24 {
+                input.extend_from_slice(pieces[(next() % 16) as usize]);
+            }
+            let cut = (next() as usize) % (input.len() + 1);
+            let _ = parse_request(&input[..cut], 64);
+        }
+    }
+
+    #[test]
     fn topics_are_restricted_to_safe_path_segments() {
         for good in ["a", "users/42", "A-Z_a.z~0", &"x".repeat(256)] {
             assert!(valid_topic(good), "{good}");
