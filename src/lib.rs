@@ -3,7 +3,8 @@
 //! Read the modules in this order (docs/design.md tells the same story with a diagram):
 //! - [`config`]: the command line.
 //! - [`server`]: open-file limit, listeners, worker threads, shutdown.
-//! - [`event_loop`]: one worker's mio loop and each connection's states.
+//! - [`event_loop`]: one worker's mio loop and each connection's states (with `requests` and
+//!   `delivery` inside it).
 //! - [`http`]: parsing requests, writing the few responses.
 //! - [`subscribers`]: the slab of connections; a subscriber is a socket and a write offset.
 //! - [`topics`]: topic names, their event logs and subscriber lists.
