@@ -9,7 +9,7 @@
 //! timeout; events from other workers arrive through the hub's mailbox and this loop's `Waker`.
 //!
 //! This file drives sockets: accepting, reading requests, writing responses, timers, closing.
-//! What a request does is in [`requests`]; how events reach subscribers is in [`delivery`].
+//! What a request does is in `requests.rs`; how events reach subscribers is in `delivery.rs`.
 
 mod delivery;
 mod requests;
