@@ -4,70 +4,8 @@
 mod common;
 use common::*;
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-
-struct RedisServer {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = RedisServer { port, child: None };
-        server.restart();
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is needed for these tests: run ./test.sh, which installs it");
-        self.child = Some(child);
-        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
-        wait_for("redis-server to answer PING", || {
-            let mut conn = TcpStream::connect(addr).ok()?;
-            conn.write_all(b"PING\r\n").ok()?;
-            let mut reply = [0u8; 7];
-            conn.read_exact(&mut reply).ok()?;
-            (&reply == b"+PONG\r\n").then_some(())
-        });
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use std::net::{SocketAddr, TcpListener};
+use std::process::Command;
 
 fn ssed(redis: &RedisServer, listen: &str, extra: &[&str]) -> Daemon {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ssed"));
