@@ -34,21 +34,17 @@ fn serve_page() -> String {
     origin
 }
 
-struct Browser(Child, tempdir::Dir);
+/// Headless Chromium with a throwaway profile, killed and cleaned up on drop.
+struct Browser {
+    child: Child,
+    profile: std::path::PathBuf,
+}
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-mod tempdir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
@@ -72,7 +68,7 @@ fn open_browser(url: &str) -> Browser {
         .stderr(Stdio::null())
         .spawn()
         .expect("chromium is needed for this test: run ./test.sh, which installs it");
-    Browser(child, tempdir::Dir(profile))
+    Browser { child, profile }
 }
 
 fn ssed(listen: &str, redis: &RedisServer, page_origin: &str) -> Daemon {
