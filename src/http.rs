@@ -151,7 +151,17 @@ pub fn parse_request(input: &[u8], max_body: usize) -> Parse<'_> {
     };
     let expects_continue = header("expect").any(|v| v.eq_ignore_ascii_case(b"100-continue"));
 
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    // RFC 9112 §3.2.2: a server must accept the absolute form (what proxies send).
+    let origin_form = ["http://", "https://"]
+        .iter()
+        .find_map(|scheme| {
+            target
+                .get(..scheme.len())
+                .filter(|s| s.eq_ignore_ascii_case(scheme))
+                .map(|s| &target[s.len()..])
+        })
+        .map_or(target, |rest| rest.find('/').map_or("/", |at| &rest[at..]));
+    let (path, query) = origin_form.split_once('?').unwrap_or((origin_form, ""));
     let request = |body, len| Request {
         method,
         path,
@@ -472,6 +482,18 @@ mod tests {
         let mut huge = b"GET / HTTP/1.1\r\nHost: h\r\nX: ".to_vec();
         huge.resize(MAX_HEAD_BYTES + 1, b'a');
         assert_eq!(rejected(&huge), 431);
+    }
+
+    #[test]
+    fn accepts_the_absolute_form_of_the_target() {
+        let request = complete(
+            b"GET HTTP://example.com:8080/events/a?x=1 HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        );
+        assert_eq!((request.path, request.query), ("/events/a", "x=1"));
+        assert_eq!(
+            complete(b"GET http://example.com HTTP/1.1\r\nHost: h\r\n\r\n").path,
+            "/"
+        );
     }
 
     #[test]
