@@ -1,0 +1,103 @@
+//! Smoke test of the load generator against the real daemon: `ssed-bench subscribe` opens 300
+//! subscriptions, `ssed-bench publish` sends one event, and the subscriber's summary must count
+//! exactly one delivery per connection. Every wait is on a line from a child's stdout.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+
+use common::{wait_for, Daemon, PATIENCE};
+
+/// A running `ssed-bench`, its stdout arriving line by line; killed on drop.
+struct Bench {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Bench {
+    fn start(args: &[&str]) -> Bench {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ssed-bench"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ssed-bench");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Bench { child, lines }
+    }
+
+    /// The next stdout line; fails the test if none comes within PATIENCE.
+    fn next_line(&self, what: &str) -> String {
+        self.lines
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|e| panic!("no {what} from ssed-bench within {PATIENCE:?}: {e}"))
+    }
+
+    fn wait(&mut self) -> ExitStatus {
+        wait_for("ssed-bench to exit", || self.child.try_wait().unwrap()).0
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn three_hundred_subscribers_each_count_the_one_published_event() {
+    let daemon = Daemon::start(&[]);
+    let addr = daemon.addr.to_string();
+    let path = "/events/smoke";
+    let subscribe = [
+        "subscribe",
+        "--addr",
+        &addr,
+        "--path",
+        path,
+        "--connections",
+        "300",
+        "--expect-events",
+        "1",
+        "--max-seconds",
+        "60",
+    ];
+    let mut subscriber = Bench::start(&subscribe);
+    assert_eq!(
+        subscriber.next_line("ready line"),
+        "ready established=300 failed=0 attempted=300"
+    );
+
+    let publish = ["publish", "--addr", &addr, "--path", path, "--count", "1"];
+    let mut publisher = Bench::start(&publish);
+    let published = publisher.next_line("publish summary");
+    assert!(
+        published.contains(r#""published":1,"errors":0,"#),
+        "{published}"
+    );
+    assert!(publisher.wait().success());
+
+    // --expect-events 1: the subscriber stops by itself once every connection has the event.
+    let summary = subscriber.next_line("subscribe summary");
+    for part in [
+        r#""established":300,"failed":0,"#,
+        r#""events":300,"#,
+        r#""min_events_per_conn":1,"#,
+        r#""samples":300}"#,
+    ] {
+        assert!(summary.contains(part), "{part} not in {summary}");
+    }
+    assert!(subscriber.wait().success());
+}
