@@ -71,21 +71,6 @@ fn open_browser(url: &str) -> Browser {
     Browser { child, profile }
 }
 
-fn ssed(listen: &str, redis: &RedisServer, page_origin: &str) -> Daemon {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ssed"));
-    command.args([
-        "--listen",
-        listen,
-        "--workers",
-        "1",
-        "--redis",
-        &redis.url(),
-        "--cors-origin",
-        page_origin,
-    ]);
-    Daemon::spawn(command, &[])
-}
-
 /// The next report from the page, as (kind, id, data).
 fn next_report(reports: &mut Subscription) -> (String, String, String) {
     let json = reports.next_event().data;
@@ -109,9 +94,9 @@ fn next_report(reports: &mut Subscription) -> (String, String, String) {
 fn eventsource_in_chromium_receives_events_and_replays_after_reconnecting_elsewhere() {
     let redis = RedisServer::start();
     let page = serve_page();
-    let reporter = ssed("127.0.0.1:0", &redis, &page);
+    let reporter = Daemon::with_redis(&redis, "127.0.0.1:0", &["--cors-origin", &page]);
     let mut reports = reporter.subscribe("report");
-    let mut first = ssed("127.0.0.1:0", &redis, &page);
+    let mut first = Daemon::with_redis(&redis, "127.0.0.1:0", &["--cors-origin", &page]);
     let shared_port = first.addr.to_string();
 
     let url = format!(
@@ -142,7 +127,7 @@ fn eventsource_in_chromium_receives_events_and_replays_after_reconnecting_elsewh
 
     // A second process joins the port; the first leaves, telling the browser to come back in
     // 1-5 s. What is published meanwhile is replayed by the second, from Redis.
-    let second = ssed(&shared_port, &redis, &page);
+    let second = Daemon::with_redis(&redis, &shared_port, &["--cors-origin", &page]);
     assert!(first.terminate().success());
     let missed = second.publish("browser", "while you were away");
     assert_eq!(

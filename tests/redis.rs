@@ -7,21 +7,6 @@ use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
 
-fn ssed(redis: &RedisServer, listen: &str, extra: &[&str]) -> Daemon {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ssed"));
-    command
-        .args([
-            "--listen",
-            listen,
-            "--workers",
-            "1",
-            "--redis",
-            &redis.url(),
-        ])
-        .args(extra);
-    Daemon::spawn(command, &[])
-}
-
 /// Open sockets of a process, from /proc.
 fn open_sockets(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -46,9 +31,9 @@ fn post(addr: SocketAddr, topic: &str, data: &str) -> Response {
 #[test]
 fn two_processes_on_one_port_deliver_every_event_once_in_order_with_the_same_ids() {
     let redis = RedisServer::start();
-    let a = ssed(&redis, "127.0.0.1:0", &[]);
+    let a = Daemon::with_redis(&redis, "127.0.0.1:0", &[]);
     let before_a = open_sockets(a.child.id());
-    let b = ssed(&redis, &a.addr.to_string(), &[]);
+    let b = Daemon::with_redis(&redis, &a.addr.to_string(), &[]);
     let before_b = open_sockets(b.child.id());
     let mut subs: Vec<_> = (0..40).map(|_| a.subscribe("shared")).collect();
     assert!(
@@ -81,11 +66,11 @@ fn two_processes_on_one_port_deliver_every_event_once_in_order_with_the_same_ids
 #[test]
 fn a_process_started_later_replays_from_redis() {
     let redis = RedisServer::start();
-    let first = ssed(&redis, "127.0.0.1:0", &[]);
+    let first = Daemon::with_redis(&redis, "127.0.0.1:0", &[]);
     let ids: Vec<String> = (0..6)
         .map(|i| first.publish("late", &format!("old{i}")))
         .collect();
-    let later = ssed(&redis, "127.0.0.1:0", &[]);
+    let later = Daemon::with_redis(&redis, "127.0.0.1:0", &[]);
     let mut sub = Subscription::open(later.addr, "/events/late", &[("Last-Event-ID", &ids[2])]);
     let live = first.publish("late", "new");
     let got: Vec<String> = (0..4).map(|_| sub.next_event().data).collect();
@@ -99,8 +84,8 @@ fn a_process_started_later_replays_from_redis() {
 #[test]
 fn losing_redis_mid_stream_loses_and_duplicates_nothing_that_was_acknowledged() {
     let mut redis = RedisServer::start();
-    let a = ssed(&redis, "127.0.0.1:0", &["--heartbeat", "1"]);
-    let b = ssed(&redis, "127.0.0.1:0", &["--heartbeat", "1"]);
+    let a = Daemon::with_redis(&redis, "127.0.0.1:0", &["--heartbeat", "1"]);
+    let b = Daemon::with_redis(&redis, "127.0.0.1:0", &["--heartbeat", "1"]);
     let mut subs: Vec<_> = (0..5)
         .flat_map(|_| [a.subscribe("flow"), b.subscribe("flow")])
         .collect();

@@ -73,6 +73,22 @@ impl Daemon {
         Daemon { addr, child }
     }
 
+    /// One event loop (`--workers 1`) following `redis`, listening on `listen`.
+    pub fn with_redis(redis: &RedisServer, listen: &str, extra: &[&str]) -> Daemon {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ssed"));
+        command
+            .args([
+                "--listen",
+                listen,
+                "--workers",
+                "1",
+                "--redis",
+                &redis.url(),
+            ])
+            .args(extra);
+        Daemon::spawn(command, &[])
+    }
+
     pub fn connect(&self) -> TcpStream {
         connect(self.addr)
     }
