@@ -6,8 +6,8 @@ BS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)   # bench-scripts/
 ROOT=$(dirname "$BS")                               # the ssed repo
 BUILD=$BS/build
 RESULTS=$BS/results
-SSED=$ROOT/target/release/ssed
-BENCH=$ROOT/target/release/ssed-bench
+SSED=${SSED:-$ROOT/target/release/ssed}              # overridable, e.g. to test another build
+BENCH=${SSED_BENCH:-$ROOT/target/release/ssed-bench}
 ALL_SERVERS=ssed,floor,go-nethttp,go-hijack,axum,nginx-nchan
 
 PIDS=()
@@ -20,7 +20,7 @@ cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do
-        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        for _ in 1 2 3 4 5 6 7 8 9 10; do alive "$pid" || break; sleep 0.2; done
         kill -KILL "$pid" 2>/dev/null || true
     done
     PIDS=()
@@ -33,9 +33,9 @@ cleanup() {
 stop() {
     local pid=$1 p keep=()
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    { wait "$pid"; } 2>/dev/null || true   # braces: also hush bash's "Aborted" notice
     for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
     PIDS=("${keep[@]}")
 }
@@ -61,6 +61,9 @@ build_all() {
     "$BS/build-baselines.sh" >&2
 }
 
+# alive PID: running (kill -0 alone also succeeds on an unreaped zombie).
+alive() { local st; st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) && [ "${st%% *}" != Z ]; }
+
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 slab_kb() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
 # utime + stime (fields 14, 15 of /proc/PID/stat) in clock ticks; the comm
@@ -76,6 +79,15 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 is_listening() {
     local hex; hex=$(printf '%04X' "$1")
     awk -v p=":$hex" '$4 == "0A" && substr($2, length($2) - 4) == p {f=1} END {exit !f}' /proc/net/tcp
+}
+
+# abort_conns PORT: reset every TCP connection to/from 127.0.0.1:PORT
+# (ss -K, needs CONFIG_INET_DIAG_DESTROY). An aborted socket leaves no
+# TIME_WAIT behind, which would otherwise sit in the kernel slab for 60 s
+# and expire in the middle of a later measurement. Best effort.
+abort_conns() {
+    command -v ss >/dev/null || return 0
+    ss -K -Htn "( sport = :$1 or dport = :$1 )" >/dev/null 2>&1 || true
 }
 
 # Does the named server have a binary/launcher?
@@ -108,7 +120,7 @@ start_server() {
     PIDS+=("$SERVER_PID")
     for tries in $(seq 200); do
         is_listening "$SERVER_PORT" && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || break
+        alive "$SERVER_PID" || break
         sleep 0.05
     done
     cat "$SERVER_LOG" >&2
@@ -142,7 +154,7 @@ wait_ready() {
     local f=$1 pid=$2 t=$3 i
     for i in $(seq $((t * 10))); do
         grep -q '^ready ' "$f" 2>/dev/null && return 0
-        kill -0 "$pid" 2>/dev/null || { cat "$f" >&2; die "ssed-bench exited before ready"; }
+        alive "$pid" || { cat "$f" "$f.err" >&2 2>/dev/null; die "ssed-bench exited before ready"; }
         sleep 0.1
     done
     die "ssed-bench not ready after ${t}s"
@@ -150,8 +162,11 @@ wait_ready() {
 
 # ready_field FILE KEY: value of KEY=V in the ready line.
 ready_field() { sed -n "s/^ready .*\b$2=\([0-9]*\).*/\1/p" "$1" | head -1; }
-# summary FILE: the final JSON line.
-summary() { grep '^{' "$1" | tail -1; }
+# summary_json FILE: the bench's final JSON line, or null if it has none.
+summary_json() {
+    local l; l=$(grep '^{' "$1" | tail -1) || true
+    if [ -n "$l" ] && jq -e . >/dev/null 2>&1 <<<"$l"; then echo "$l"; else echo null; fi
+}
 
 # median of the numbers given as arguments (mean of the middle two if even).
 median() {

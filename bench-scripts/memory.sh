@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# memory.sh: memory per idle SSE subscriber, ssed against the baselines.
+#
+# For each run, server and N: start a fresh server (heartbeat 5 s), wait until
+# its RSS is stable, read its VmRSS and the machine's kernel Slab; open N idle
+# subscribers with ssed-bench and wait for its "ready" line (all connected, all
+# response heads received); wait until the RSS is stable again; read both
+# again. Prints user-space bytes per connection ((RSS after - before) / E) and
+# kernel bytes per connection ((Slab after - before) / E), E = established.
+#
+# Options:
+#   --servers a,b,c   servers (default: ssed,floor,go-nethttp,go-hijack,axum,nginx-nchan)
+#   --counts  a,b,c   subscriber counts (default: 1000,10000,18000)
+#   --runs R          runs per point; the median is reported (default: 3)
+#   --topics MODE     single: all on /events/bench (default);
+#                     per-connection: one topic each, /events/t{i}
+#   --processes P     ssed-bench subscriber processes (default: ssed-bench's own)
+#   --no-drain        never wait for TIME_WAIT sockets to expire (see kernel_quiet)
+#   --no-build        do not run cargo build / build-baselines.sh
+#   -h, --help
+# Output: a table on stdout; every run and median as JSON lines in
+# bench-scripts/results/memory-<time>.jsonl (and memory-latest.jsonl).
+#
+# Why medians: Slab is machine-wide (anything on the box allocating dentries or
+# buffers moves it) and RSS settles differently from run to run (allocator,
+# Go's scavenger), so one run can be off; the median of R runs is robust.
+# Kernel bytes count BOTH ends of each loopback connection (the server's and
+# ssed-bench's sockets): the same for every server, so comparable, but about
+# twice what the server's side alone costs.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+servers=$ALL_SERVERS counts=1000,10000,18000 runs=3 topics=single processes= drain=1 build=1
+while [ $# -gt 0 ]; do
+    case $1 in
+        --servers) servers=$2; shift 2 ;;
+        --counts) counts=$2; shift 2 ;;
+        --runs) runs=$2; shift 2 ;;
+        --topics) topics=$2; shift 2 ;;
+        --processes) processes=$2; shift 2 ;;
+        --no-drain) drain=0; shift ;;
+        --no-build) build=0; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown option $1 (see --help)" ;;
+    esac
+done
+case $topics in single|per-connection) ;; *) die "--topics single|per-connection" ;; esac
+[[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
+for n in $(split_csv "$counts"); do
+    [[ $n =~ ^[1-9][0-9]*$ ]] && [ "$n" -le 19000 ] \
+        || die "count $n: must be 1..19000 (20,000 open files per process)"
+done
+
+install_trap
+need_tools
+[ "$build" = 0 ] || build_all
+[ -x "$BENCH" ] || die "$BENCH missing (cargo build --release --bin ssed-bench)"
+todo=()
+for s in $(split_csv "$servers"); do
+    if server_available "$s"; then todo+=("$s"); else log "SKIP $s: not built (see build-baselines.sh output)"; fi
+done
+[ ${#todo[@]} -gt 0 ] || die "no server to measure"
+
+mkdir -p "$RESULTS"
+stamp=$(date +%Y%m%d-%H%M%S)
+out=$RESULTS/memory-$stamp.jsonl
+jq -nc --arg stamp "$stamp" --arg kernel "$(uname -r)" --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    --argjson cores "$(nproc)" --arg servers "${todo[*]}" --arg counts "$counts" --argjson runs "$runs" --arg topics "$topics" \
+    '{bench:"memory",kind:"meta",stamp:$stamp,kernel:$kernel,commit:$commit,cores:$cores,servers:$servers,counts:$counts,runs:$runs,topics:$topics,heartbeat_s:5}' >"$out"
+
+tw_count() { awk '$4 == "06"' /proc/net/tcp | wc -l; }   # TIME_WAIT sockets
+
+# tw_soon SECS: "COUNT LAST" = TIME_WAIT sockets that expire within SECS
+# seconds, and in how many seconds the last of them does (/proc/net/tcp
+# column 6 is "timer:ticks-left"; ticks are USER_HZ).
+tw_soon() {
+    awk -v lim="$1" -v hz="$CLK_TCK" 'function hex(s,  i, n) { n = 0
+            for (i = 1; i <= length(s); i++) n = n * 16 + index("0123456789ABCDEF", toupper(substr(s, i, 1))) - 1
+            return n }
+        $4 == "06" { t = hex(substr($6, 4)) / hz; if (t <= lim) { c++; if (t > m) m = t } }
+        END { printf "%d %d\n", c, m + 1 }' /proc/net/tcp
+}
+
+# Before a baseline reading: a closed connection leaves a TIME_WAIT socket
+# (~256 B of slab) for 60 s. A batch of them expiring between our two Slab
+# readings (a few seconds apart) would be subtracted from this run, so if
+# enough to move the result by ~1% expire within 20 s, wait for them; then
+# wait for Slab to be steady. (Our own runs abort their connections instead
+# of closing them, see abort_conns; this is for everything else.)
+kernel_quiet() {
+    local n=$1 c last i s=()
+    if [ "$drain" = 1 ]; then
+        read -r c last < <(tw_soon 20)
+        if [ "$c" -gt $((n / 30 + 20)) ]; then
+            log "waiting $last s for $c TIME_WAIT sockets to expire"
+            sleep "$last"
+        fi
+    fi
+    for i in $(seq 20); do   # Slab steady: 3 readings 0.5 s apart within 256 kB
+        s+=("$(slab_kb)")
+        if [ ${#s[@]} -ge 3 ]; then
+            s=("${s[@]: -3}")
+            [ $(( $(printf '%s\n' "${s[@]}" | sort -n | tail -1) - $(printf '%s\n' "${s[@]}" | sort -n | head -1) )) -le 256 ] && return 0
+        fi
+        sleep 0.5
+    done
+}
+
+# one_run SERVER N RUN: measures one point, appends its JSON line to $out and
+# leaves it in RUN_LINE. (Not called as $(...): processes started in a
+# subshell would escape the trap.)
+one_run() {
+    local s=$1 n=$2 r=$3 path=/events/bench blog bpid
+    [ "$topics" = per-connection ] && path='/events/t{i}'
+    kernel_quiet "$n"
+    start_server "$s" 5
+    local rss0 slab0 rss1 slab1
+    local tw0 tw1
+    rss0=$(settle_rss "$SERVER_PID"); slab0=$(slab_kb); tw0=$(tw_count)
+    blog=$(mktemp "${TMPDIR:-/tmp}/ssed-bench-sub.XXXXXX"); TMPDIRS+=("$blog")
+    # --hold/--max-seconds only bound the run; we stop it once measured.
+    "$BENCH" subscribe --addr "127.0.0.1:$SERVER_PORT" --path "$path" --connections "$n" \
+        --hold 600 --max-seconds 900 --connect-timeout 120 --heartbeat-event keep-alive ${processes:+--processes "$processes"} \
+        >"$blog" 2>"$blog.err" &
+    bpid=$!; PIDS+=("$bpid"); TMPDIRS+=("$blog.err")
+    wait_ready "$blog" "$bpid" 300
+    local est failed
+    est=$(ready_field "$blog" established); failed=$(ready_field "$blog" failed)
+    # The kernel side is complete once every head is out: read Slab right away
+    # (a short window between the two Slab readings means less noise), then
+    # wait for the server's RSS to settle.
+    sleep 0.5; slab1=$(slab_kb); tw1=$(tw_count)
+    rss1=$(settle_rss "$SERVER_PID")
+    [ "$failed" = 0 ] || log "warning: $s N=$n: $failed of $n subscribers failed"
+    abort_conns "$SERVER_PORT"   # no TIME_WAIT left for the next runs' Slab readings
+    stop "$bpid"
+    stop "$SERVER_PID"
+    [ "${est:-0}" -gt 0 ] || die "$s N=$n: no subscriber established"
+    jq -nc --arg server "$s" --arg topics "$topics" --argjson n "$n" --argjson run "$r" \
+        --argjson est "$est" --argjson failed "$failed" \
+        --argjson rss0 "$rss0" --argjson rss1 "$rss1" --argjson slab0 "$slab0" --argjson slab1 "$slab1" \
+        --argjson tw0 "$tw0" --argjson tw1 "$tw1" \
+        --argjson bench "$(summary_json "$blog")" \
+        '{bench:"memory",kind:"run",server:$server,topics:$topics,n:$n,run:$run,established:$est,failed:$failed,
+          rss_before_kb:$rss0,rss_after_kb:$rss1,slab_before_kb:$slab0,slab_after_kb:$slab1,
+          time_wait_before:$tw0,time_wait_after:$tw1,
+          user_bytes_per_conn:((($rss1-$rss0)*1024/$est)|round),
+          kernel_bytes_per_conn:((($slab1-$slab0)*1024/$est)|round),
+          bench_summary:$bench}' >>"$out"
+    RUN_LINE=$(tail -1 "$out")
+}
+
+# Runs outermost: the R samples of a point are spread over the whole session,
+# so one noisy minute on the shared machine spoils at most one of them.
+for r in $(seq "$runs"); do
+    for s in "${todo[@]}"; do
+        for n in $(split_csv "$counts"); do
+            log "run $r/$runs: $s, N=$n, topics=$topics"
+            one_run "$s" "$n" "$r"
+            log "  -> $(jq -r '"user \(.user_bytes_per_conn) B/conn, kernel \(.kernel_bytes_per_conn) B/conn (established \(.established))"' <<<"$RUN_LINE")"
+        done
+    done
+done
+
+# Medians per (server, N) into the results file, then the table.
+for s in "${todo[@]}"; do
+    for n in $(split_csv "$counts"); do
+        pts=$(jq -c --arg s "$s" --argjson n "$n" 'select(.kind=="run" and .server==$s and .n==$n)' "$out")
+        u=$(median $(jq -r '.user_bytes_per_conn' <<<"$pts"))
+        k=$(median $(jq -r '.kernel_bytes_per_conn' <<<"$pts"))
+        jq -nc --arg s "$s" --arg topics "$topics" --argjson n "$n" --argjson u "$u" --argjson k "$k" --argjson pts "$(jq -s . <<<"$pts")" \
+            '{bench:"memory",kind:"median",server:$s,topics:$topics,n:$n,runs:($pts|length),
+              established_min:($pts|map(.established)|min),
+              user_bytes_per_conn:$u,kernel_bytes_per_conn:$k,
+              user_bytes_range:[($pts|map(.user_bytes_per_conn)|min),($pts|map(.user_bytes_per_conn)|max)],
+              kernel_bytes_range:[($pts|map(.kernel_bytes_per_conn)|min),($pts|map(.kernel_bytes_per_conn)|max)]}' >>"$out"
+    done
+done
+ln -sf "$(basename "$out")" "$RESULTS/memory-latest.jsonl"
+
+echo
+echo "Memory per idle subscriber (median of $runs run(s); topics: $topics; heartbeat 5 s)"
+echo "kernel = Slab delta, machine-wide, both ends of each loopback connection"
+printf '%-12s %7s %7s %14s %14s %18s\n' server N estab "user B/conn" "kernel B/conn" "user range"
+jq -r 'select(.kind=="median") | [.server, .n, .established_min, .user_bytes_per_conn, .kernel_bytes_per_conn,
+       "\(.user_bytes_range[0])..\(.user_bytes_range[1])"] | @tsv' "$out" |
+    while IFS=$'\t' read -r s n e u k rg; do
+        printf '%-12s %7s %7s %14.0f %14.0f %18s\n' "$s" "$n" "$e" "$u" "$k" "$rg"
+    done
+echo "results: $out"
