@@ -69,8 +69,12 @@ slab_kb() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
 # utime + stime (fields 14, 15 of /proc/PID/stat) in clock ticks; the comm
 # field may hold spaces, so count fields after the last ')'.
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+cpu_user_sys() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12, $13}'; }
 CLK_TCK=$(getconf CLK_TCK)
 now_s() { date +%s.%N; }
+# nap SECS: sleep whole seconds in 1 s steps, so a trapped INT/TERM is acted on
+# within a second (bash runs traps only between commands).
+nap() { local i; for ((i = 0; i < $1; i++)); do sleep 1; done; }
 
 # A free loopback TCP port (bind to port 0, read it back, release it).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -100,7 +104,8 @@ server_available() {
 }
 
 # start_server NAME HEARTBEAT: starts it on a free port, waits until it listens.
-# Sets SERVER_PID, SERVER_PORT, SERVER_LOG.
+# Sets SERVER_PID (what to stop), MEASURE_PID (the process that holds the
+# connections: whose RSS and CPU to read), SERVER_PORT, SERVER_LOG.
 start_server() {
     local name=$1 hb=$2 tries
     SERVER_PORT=$(free_port)
@@ -118,8 +123,14 @@ start_server() {
     "${cmd[@]}" >"$SERVER_LOG" 2>&1 &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
+    MEASURE_PID=$SERVER_PID
     for tries in $(seq 200); do
-        is_listening "$SERVER_PORT" && return 0
+        if is_listening "$SERVER_PORT"; then
+            [ "$name" = nginx-nchan ] || return 0
+            # nginx: measure its one worker, the master's child.
+            MEASURE_PID=$(cut -d' ' -f1 "/proc/$SERVER_PID/task/$SERVER_PID/children" 2>/dev/null)
+            [ -n "$MEASURE_PID" ] && return 0
+        fi
         alive "$SERVER_PID" || break
         sleep 0.05
     done

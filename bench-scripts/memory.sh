@@ -93,7 +93,7 @@ kernel_quiet() {
         read -r c last < <(tw_soon 20)
         if [ "$c" -gt $((n / 30 + 20)) ]; then
             log "waiting $last s for $c TIME_WAIT sockets to expire"
-            sleep "$last"
+            nap "$last"
         fi
     fi
     for i in $(seq 20); do   # Slab steady: 3 readings 0.5 s apart within 256 kB
@@ -116,7 +116,7 @@ one_run() {
     start_server "$s" 5
     local rss0 slab0 rss1 slab1
     local tw0 tw1
-    rss0=$(settle_rss "$SERVER_PID"); slab0=$(slab_kb); tw0=$(tw_count)
+    rss0=$(settle_rss "$MEASURE_PID"); slab0=$(slab_kb); tw0=$(tw_count)
     blog=$(mktemp "${TMPDIR:-/tmp}/ssed-bench-sub.XXXXXX"); TMPDIRS+=("$blog")
     # --hold/--max-seconds only bound the run; we stop it once measured.
     "$BENCH" subscribe --addr "127.0.0.1:$SERVER_PORT" --path "$path" --connections "$n" \
@@ -130,7 +130,7 @@ one_run() {
     # (a short window between the two Slab readings means less noise), then
     # wait for the server's RSS to settle.
     sleep 0.5; slab1=$(slab_kb); tw1=$(tw_count)
-    rss1=$(settle_rss "$SERVER_PID")
+    rss1=$(settle_rss "$MEASURE_PID")
     [ "$failed" = 0 ] || log "warning: $s N=$n: $failed of $n subscribers failed"
     abort_conns "$SERVER_PORT"   # no TIME_WAIT left for the next runs' Slab readings
     stop "$bpid"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the nginx + nchan baseline in the foreground as ONE process (see nginx.conf.in).
+# Run the nginx + nchan baseline in the foreground: a master and one worker
+# that holds every connection (see nginx.conf.in).
 # Usage: run.sh [--listen 127.0.0.1:PORT] [--heartbeat SECS] [--dir DIR] [--test]
 #   (or env LISTEN / HEARTBEAT). DIR (default: a new temp dir) gets the
 #   generated nginx.conf, pid and temp paths; the caller removes it.
@@ -22,13 +23,12 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$dir" ] || dir=$(mktemp -d "${TMPDIR:-/tmp}/ssed-nginx.XXXXXX")
 mkdir -p "$dir"
+chmod 755 "$dir"   # the worker (user nobody) creates its temp dirs in here
 # nchan takes whole seconds for the ping interval.
 heartbeat=$(printf '%.0f' "$heartbeat")
 [ "$heartbeat" -ge 1 ] || heartbeat=1
 sed -e "s|@DIR@|$dir|g" -e "s|@LISTEN@|$listen|g" -e "s|@HEARTBEAT@|$heartbeat|g" \
     "$here/nginx.conf.in" > "$dir/nginx.conf"
 if [ "$test" = 1 ]; then nginx -t -q -e stderr -p "$dir" -c "$dir/nginx.conf"; exit; fi
-# nchan 1.3.6 in single-process mode aborts ("double free") while exiting on
-# SIGTERM; harmless here, the benchmark is over by then.
 # -e stderr: do not touch the system's /var/log/nginx before the config is read.
 exec nginx -e stderr -p "$dir" -c "$dir/nginx.conf"
