@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# fanout.sh: one topic, many subscribers: latency, throughput and CPU cost of
+# delivering events, ssed against the baselines. Per server, three phases,
+# each on a fresh server process with N subscribers on /events/bench:
+#   steady     publish K events at R/s (body "t=<unix micros>"): delivery
+#              latency p50/p99/max, last-subscriber latency, and server CPU
+#              per delivered event.
+#   saturate   publish as fast as possible for S seconds: delivered events
+#              per second and server CPU per delivered event.
+#   heartbeat  the original question's workload: idle subscribers, heartbeat
+#              every 1 s, for H seconds: server CPU per heartbeat delivered.
+# Server CPU = utime + stime of the server process (/proc/PID/stat fields 14
+# and 15, clock ticks / getconf CLK_TCK; for nginx, of its one worker). steady and saturate run the server
+# with a 600 s heartbeat so no heartbeat work is billed to the events.
+#
+# Options:
+#   --servers a,b,c    servers (default: ssed,floor,go-nethttp,go-hijack,axum,nginx-nchan)
+#   --subscribers N    subscribers (default 10000)
+#   --events K         steady: events to publish (default 200)
+#   --rate R           steady: events per second (default 20)
+#   --saturate-seconds S   (default 10)
+#   --heartbeat-seconds H  (default 10)
+#   --pipeline W       saturate: POSTs in flight on the publisher's connection (default 16)
+#   --phases a,b,c     subset of steady,saturate,heartbeat (default: all)
+#   --processes P      ssed-bench subscriber processes (default: ssed-bench's own)
+#   --no-build         do not run cargo build / build-baselines.sh
+#   -h, --help
+# Output: tables on stdout; one JSON line per server and phase (with the raw
+# ssed-bench summaries) in bench-scripts/results/fanout-<time>.jsonl (and
+# fanout-latest.jsonl). Note: on this 2-core machine ssed-bench shares the
+# CPUs with the server, so saturate measures the pair; CPU per event is the
+# server's own and is the fairer comparison.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+servers=$ALL_SERVERS subs=10000 events=200 rate=20 sat_s=10 hb_s=10
+phases=steady,saturate,heartbeat processes= build=1 pipeline=16
+while [ $# -gt 0 ]; do
+    case $1 in
+        --servers) servers=$2; shift 2 ;;
+        --subscribers) subs=$2; shift 2 ;;
+        --events) events=$2; shift 2 ;;
+        --rate) rate=$2; shift 2 ;;
+        --saturate-seconds) sat_s=$2; shift 2 ;;
+        --heartbeat-seconds) hb_s=$2; shift 2 ;;
+        --phases) phases=$2; shift 2 ;;
+        --pipeline) pipeline=$2; shift 2 ;;
+        --processes) processes=$2; shift 2 ;;
+        --no-build) build=0; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown option $1 (see --help)" ;;
+    esac
+done
+for v in subs events rate sat_s hb_s pipeline; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number"
+done
+[ "$subs" -ge 1 ] && [ "$subs" -le 19000 ] || die "--subscribers: 1..19000 (20,000 open files per process)"
+[ "$rate" -ge 1 ] && [ "$events" -ge 1 ] || die "--rate and --events must be >= 1"
+for p in $(split_csv "$phases"); do
+    case $p in steady|saturate|heartbeat) ;; *) die "unknown phase $p" ;; esac
+done
+
+install_trap
+need_tools
+[ "$build" = 0 ] || build_all
+[ -x "$BENCH" ] || die "$BENCH missing (cargo build --release --bin ssed-bench)"
+todo=()
+for s in $(split_csv "$servers"); do
+    if server_available "$s"; then todo+=("$s"); else log "SKIP $s: not built (see build-baselines.sh output)"; fi
+done
+[ ${#todo[@]} -gt 0 ] || die "no server to measure"
+
+mkdir -p "$RESULTS"
+stamp=$(date +%Y%m%d-%H%M%S)
+out=$RESULTS/fanout-$stamp.jsonl
+jq -nc --arg stamp "$stamp" --arg kernel "$(uname -r)" --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    --argjson cores "$(nproc)" --arg servers "${todo[*]}" --argjson subs "$subs" --argjson events "$events" --argjson rate "$rate" \
+    --argjson sat "$sat_s" --argjson hb "$hb_s" --argjson tck "$CLK_TCK" \
+    '{bench:"fanout",kind:"meta",stamp:$stamp,kernel:$kernel,commit:$commit,cores:$cores,servers:$servers,subscribers:$subs,
+      steady_events:$events,steady_rate:$rate,saturate_s:$sat,heartbeat_window_s:$hb,clk_tck:$tck}' >"$out"
+
+SUB_PID= SUB_LOG=
+# start_subscribers EXTRA-ARGS...: N subscribers on /events/bench; waits for "ready".
+start_subscribers() {
+    SUB_LOG=$(mktemp "${TMPDIR:-/tmp}/ssed-bench-sub.XXXXXX"); TMPDIRS+=("$SUB_LOG" "$SUB_LOG.err")
+    "$BENCH" subscribe --addr "127.0.0.1:$SERVER_PORT" --path /events/bench --connections "$subs" \
+        --connect-timeout 120 --heartbeat-event keep-alive ${processes:+--processes "$processes"} "$@" >"$SUB_LOG" 2>"$SUB_LOG.err" &
+    SUB_PID=$!; PIDS+=("$SUB_PID")
+    wait_ready "$SUB_LOG" "$SUB_PID" 300
+    local f; f=$(ready_field "$SUB_LOG" failed)
+    [ "$f" = 0 ] || log "warning: $f of $subs subscribers failed"
+}
+
+# publish EXTRA-ARGS...: runs the publisher in the foreground (bounded by its
+# own --count/--duration, and by `timeout` as a backstop); leaves its JSON in PUB_JSON.
+publish() {
+    local plog; plog=$(mktemp "${TMPDIR:-/tmp}/ssed-bench-pub.XXXXXX"); TMPDIRS+=("$plog" "$plog.err")
+    local bound=$1; shift
+    timeout --signal=TERM --kill-after=5 "$bound" \
+        "$BENCH" publish --addr "127.0.0.1:$SERVER_PORT" --path /events/bench "$@" >"$plog" 2>"$plog.err" &
+    local p=$!; PIDS+=("$p")
+    wait "$p" || log "warning: publisher exited with status $? ($(tail -c 300 "$plog.err"))"
+    stop "$p"
+    PUB_JSON=$(summary_json "$plog")
+}
+
+# drain: after publishing, wait until the subscriber process is done or the
+# server has stopped working (< 2 ticks of CPU over 1 s: every queued event
+# written), at most 60 s; then give the client 1 s to read what is in flight.
+drain() {
+    local i c0 c1
+    c0=$(cpu_ticks "$MEASURE_PID")
+    for i in $(seq 60); do
+        alive "$SUB_PID" || return 0
+        sleep 1
+        c1=$(cpu_ticks "$MEASURE_PID")
+        [ $((c1 - c0)) -lt 2 ] && break
+        c0=$c1
+    done
+    sleep 1
+}
+
+# Server CPU over a phase: mark_start before, mark_end after; mark_end
+# leaves {"server_cpu_us","server_user_us","server_sys_us","wall_s"} in MEAS.
+mark_start() { read -r U0 S0 < <(cpu_user_sys "$MEASURE_PID"); T0=$(now_s); }
+mark_end() {
+    local u1 s1 t1; read -r u1 s1 < <(cpu_user_sys "$MEASURE_PID"); t1=$(now_s)
+    MEAS=$(awk -v u=$((u1 - U0)) -v s=$((s1 - S0)) -v h="$CLK_TCK" -v a="$T0" -v b="$t1" 'BEGIN {
+        printf "{\"server_cpu_us\":%.0f,\"server_user_us\":%.0f,\"server_sys_us\":%.0f,\"wall_s\":%.3f}",
+               (u + s) * 1e6 / h, u * 1e6 / h, s * 1e6 / h, b - a }')
+}
+
+# jq helpers shared by the result lines: CPU per delivered event, rounded to ns.
+JQ_DEFS='def per($x; $n): if ($n // 0) > 0 then ($x / $n * 1000 | round) / 1000 else null end;'
+
+phase_steady() {
+    local s=$1
+    start_server "$s" 600
+    # Exits by itself once every connection has all K events (or at the bound).
+    start_subscribers --expect-events "$events" --max-seconds $((events / rate + 300))
+    mark_start
+    publish $((events / rate * 3 + 60)) --count "$events" --rate "$rate" --max-seconds $((events / rate * 3 + 30))
+    drain
+    mark_end
+    stop "$SUB_PID"; stop "$SERVER_PID"
+    jq -nc --arg s "$s" --argjson n "$subs" --argjson k "$events" --argjson r "$rate" --argjson m "$MEAS" \
+        --argjson sub "$(summary_json "$SUB_LOG")" --argjson pub "${PUB_JSON:-null}" "$JQ_DEFS"'
+        {bench:"fanout",phase:"steady",server:$s,subscribers:$n,events:$k,rate:$r,
+         established:$sub.established, published:$pub.published,
+         delivered:$sub.events, expected:(($pub.published // 0) * ($sub.established // 0)),
+         latency_us:$sub.latency_us, last_subscriber_latency_us:$sub.last_subscriber_latency_us}
+        + $m + {cpu_us_per_delivery:per($m.server_cpu_us; $sub.events),
+                user_us_per_delivery:per($m.server_user_us; $sub.events),
+                sub_summary:$sub, pub_summary:$pub}' >>"$out"
+}
+
+phase_saturate() {
+    local s=$1
+    start_server "$s" 600
+    start_subscribers --hold $((sat_s + 600)) --max-seconds $((sat_s + 900))
+    mark_start
+    # --count is only a bound here: --duration ends it.
+    publish $((sat_s + 60)) --count 100000000 --rate 0 --duration "$sat_s" --pipeline "$pipeline" --max-seconds $((sat_s + 30))
+    drain
+    mark_end
+    stop "$SUB_PID"; stop "$SERVER_PID"
+    jq -nc --arg s "$s" --argjson n "$subs" --argjson secs "$sat_s" --argjson w "$pipeline" --argjson m "$MEAS" \
+        --argjson sub "$(summary_json "$SUB_LOG")" --argjson pub "${PUB_JSON:-null}" "$JQ_DEFS"'
+        {bench:"fanout",phase:"saturate",server:$s,subscribers:$n,publish_seconds:$secs,pipeline:$w,
+         established:$sub.established, published:$pub.published, publish_errors:$pub.errors,
+         delivered:$sub.events,
+         published_per_s:(($pub.published // 0) / $secs | round),
+         delivered_per_s:(($sub.events // 0) / $m.wall_s | round),
+         delivery_ratio:per($sub.events // 0; ($pub.published // 0) * ($sub.established // 0))}
+        + $m + {cpu_us_per_delivery:per($m.server_cpu_us; $sub.events),
+                user_us_per_delivery:per($m.server_user_us; $sub.events),
+                latency_us:$sub.latency_us, sub_summary:$sub, pub_summary:$pub}' >>"$out"
+}
+
+phase_heartbeat() {
+    local s=$1
+    start_server "$s" 1
+    start_subscribers --hold $((hb_s + 300)) --max-seconds $((hb_s + 600))
+    sleep 2   # past the connection ramp and the first, ragged heartbeat
+    mark_start
+    nap "$hb_s"
+    mark_end
+    stop "$SUB_PID"; stop "$SERVER_PID"
+    # Heartbeats in the CPU window: established x window seconds at 1/s
+    # (nominal); the bench's own count over its whole life is kept as a check.
+    jq -nc --arg s "$s" --argjson n "$subs" --argjson m "$MEAS" \
+        --argjson sub "$(summary_json "$SUB_LOG")" "$JQ_DEFS"'
+        (($sub.established // 0) * $m.wall_s) as $hb
+        | {bench:"fanout",phase:"heartbeat",server:$s,subscribers:$n,heartbeat_s:1,
+           established:$sub.established, heartbeats_in_window:($hb | round),
+           heartbeats_per_conn_per_s:per($sub.heartbeats // 0; ($sub.established // 0) * ($sub.elapsed_s // 0))}
+        + $m + {cpu_us_per_heartbeat:per($m.server_cpu_us; $hb),
+                user_us_per_heartbeat:per($m.server_user_us; $hb), sub_summary:$sub}' >>"$out"
+}
+
+for s in "${todo[@]}"; do
+    for p in $(split_csv "$phases"); do
+        log "$s: $p (N=$subs)"
+        "phase_$p" "$s"
+    done
+done
+ln -sf "$(basename "$out")" "$RESULTS/fanout-latest.jsonl"
+
+echo
+echo "Fan-out to $subs subscribers on one topic. CPU = the server process's utime+stime"
+echo "(/proc/PID/stat, 1 tick = $((1000000 / CLK_TCK)) us), per delivered event; user = utime alone."
+# table JQ-FILTER HEADER...: print the selected rows as aligned columns.
+table() {
+    local filter=$1; shift
+    { printf '%s\t' "$@"; echo; jq -r "$filter | map(tostring) | @tsv" "$out"; } | column -t -s $'\t'
+}
+if jq -se 'any(.phase=="steady")' "$out" >/dev/null; then
+    echo; echo "steady: $events events at $rate/s; latency in us; last = the subscriber served last"
+    table 'select(.phase=="steady") | [.server, "\(.delivered)/\(.expected)", .latency_us.p50, .latency_us.p99, .latency_us.max,
+           .last_subscriber_latency_us.p50, .last_subscriber_latency_us.max, .cpu_us_per_delivery, .user_us_per_delivery]' \
+        server delivered/expected p50 p99 max last_p50 last_max cpu_us/ev user_us/ev
+fi
+if jq -se 'any(.phase=="saturate")' "$out" >/dev/null; then
+    echo; echo "saturate: publish as fast as possible for $sat_s s (pipeline $pipeline)"
+    table 'select(.phase=="saturate") | [.server, .published_per_s, .delivered_per_s, .delivery_ratio, .latency_us.p50, .cpu_us_per_delivery, .user_us_per_delivery]' \
+        server published/s delivered/s delivered/expected p50_us cpu_us/ev user_us/ev
+fi
+if jq -se 'any(.phase=="heartbeat")' "$out" >/dev/null; then
+    echo; echo "heartbeat: every 1 s for $hb_s s to idle subscribers"
+    table 'select(.phase=="heartbeat") | [.server, .heartbeats_in_window, .server_cpu_us, .heartbeats_per_conn_per_s, .cpu_us_per_heartbeat, .user_us_per_heartbeat]' \
+        server heartbeats cpu_us hb/conn/s cpu_us/hb user_us/hb
+fi
+echo "results: $out"
