@@ -100,3 +100,24 @@ fn running_out_of_descriptors_pauses_accepting_and_recovers() {
     }
     assert!(daemon.metric("ssed_accept_errors_total") >= 1.0);
 }
+
+#[test]
+fn a_worker_that_dies_takes_the_process_down_with_a_non_zero_status() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ssed"));
+    command
+        .args(["--listen", "127.0.0.1:0", "--workers", "2"])
+        .env("SSED_DEBUG_PANIC", "1");
+    let (mut daemon, log) = Daemon::spawn_logging(command);
+    let _ = exchange(daemon.addr, b"GET /debug/panic HTTP/1.1\r\nHost: t\r\n\r\n");
+    let (status, _) = wait_for("ssed to exit", || daemon.child.try_wait().unwrap());
+    assert!(!status.success(), "exit status {status:?}");
+    let lines: Vec<String> = log.iter().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("stopped unexpectedly") && l.contains("supervisor")),
+        "{lines:#?}"
+    );
+    let refused = std::net::TcpStream::connect(daemon.addr);
+    assert!(refused.is_err(), "no listener is left behind");
+}

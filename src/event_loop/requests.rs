@@ -22,6 +22,12 @@ impl Worker {
         let cors = self.cors_headers(request);
         let keep_alive = request.keep_alive;
         let (method, path) = (request.method, request.path);
+        // Debug builds only, and only when asked: lets the tests check that a worker that dies
+        // takes the process down (see server.rs) instead of leaving a listener no one serves.
+        #[cfg(debug_assertions)]
+        if path == "/debug/panic" && std::env::var_os("SSED_DEBUG_PANIC").is_some() {
+            panic!("worker panic requested through SSED_DEBUG_PANIC");
+        }
         if path == "/healthz" || path == "/metrics" {
             if method != "GET" && method != "HEAD" {
                 self.reject(
