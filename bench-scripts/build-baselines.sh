@@ -43,7 +43,8 @@ stale() {
 }
 
 build_floor() {
-    command -v gcc >/dev/null || apt_need gcc || { skip floor "gcc missing and could not be installed"; return; }
+    command -v gcc >/dev/null || { apt_need gcc && command -v gcc >/dev/null; } \
+        || { skip floor "gcc missing and could not be installed"; return; }
     if stale "$BUILD/floor" "$SRC/floor/floor.c"; then
         gcc -O2 -Wall -o "$BUILD/floor" "$SRC/floor/floor.c" || { rm -f "$BUILD/floor"; skip floor "gcc failed"; return; }
     fi
@@ -52,7 +53,8 @@ build_floor() {
 
 build_go() {   # go-nethttp / go-hijack: standard library only, no module proxy.
     local name=$1
-    command -v go >/dev/null || apt_need golang-go || { skip "$name" "go missing and golang-go could not be installed"; return; }
+    command -v go >/dev/null || { apt_need golang-go && command -v go >/dev/null; } \
+        || { skip "$name" "go missing and golang-go could not be installed"; return; }
     (cd "$SRC/$name" && GOPROXY=off GOTOOLCHAIN=local GOFLAGS= GO111MODULE=on \
         go build -trimpath -o "$BUILD/$name" .) || { rm -f "$BUILD/$name"; skip "$name" "go build failed"; return; }
     built+=("$name")
