@@ -68,7 +68,9 @@ jq -nc --arg stamp "$stamp" --arg kernel "$(uname -r)" --arg commit "$(git -C "$
     --argjson cores "$(nproc)" --arg servers "${todo[*]}" --arg counts "$counts" --argjson runs "$runs" --arg topics "$topics" \
     '{bench:"memory",kind:"meta",stamp:$stamp,kernel:$kernel,commit:$commit,cores:$cores,servers:$servers,counts:$counts,runs:$runs,topics:$topics,heartbeat_s:5}' >"$out"
 
-tw_count() { awk '$4 == "06"' /proc/net/tcp | wc -l; }   # TIME_WAIT sockets
+# /proc/net/sockstat "TCP: inuse I orphan O tw T alloc A mem M": cheap even
+# with a million sockets on the machine.
+tcp_stat() { awk -v k="$1" '$1 == "TCP:" { for (i = 2; i < NF; i += 2) if ($i == k) print $(i + 1) }' /proc/net/sockstat; }
 
 # tw_soon SECS: "COUNT LAST" = TIME_WAIT sockets that expire within SECS
 # seconds, and in how many seconds the last of them does (/proc/net/tcp
@@ -89,7 +91,7 @@ tw_soon() {
 # of closing them, see abort_conns; this is for everything else.)
 kernel_quiet() {
     local n=$1 c last i s=()
-    if [ "$drain" = 1 ]; then
+    if [ "$drain" = 1 ] && [ "$(tcp_stat tw)" -gt $((n / 30 + 20)) ]; then
         read -r c last < <(tw_soon 20)
         if [ "$c" -gt $((n / 30 + 20)) ]; then
             log "waiting $last s for $c TIME_WAIT sockets to expire"
@@ -115,8 +117,8 @@ one_run() {
     kernel_quiet "$n"
     start_server "$s" 5
     local rss0 slab0 rss1 slab1
-    local tw0 tw1
-    rss0=$(settle_rss "$MEASURE_PID"); slab0=$(slab_kb); tw0=$(tw_count)
+    local tw0 tw1 in0 in1
+    rss0=$(settle_rss "$MEASURE_PID"); slab0=$(slab_kb); tw0=$(tcp_stat tw); in0=$(tcp_stat inuse)
     blog=$(mktemp "${TMPDIR:-/tmp}/ssed-bench-sub.XXXXXX"); TMPDIRS+=("$blog")
     # --hold/--max-seconds only bound the run; we stop it once measured.
     "$BENCH" subscribe --addr "127.0.0.1:$SERVER_PORT" --path "$path" --connections "$n" \
@@ -129,9 +131,17 @@ one_run() {
     # The kernel side is complete once every head is out: read Slab right away
     # (a short window between the two Slab readings means less noise), then
     # wait for the server's RSS to settle.
-    sleep 0.5; slab1=$(slab_kb); tw1=$(tw_count)
+    sleep 0.5; slab1=$(slab_kb); tw1=$(tcp_stat tw); in1=$(tcp_stat inuse)
     rss1=$(settle_rss "$MEASURE_PID")
     [ "$failed" = 0 ] || log "warning: $s N=$n: $failed of $n subscribers failed"
+    # Slab is machine-wide: if the machine's TCP socket count moved by more than
+    # our 2 sockets per connection, something else opened or closed sockets
+    # meanwhile. Such a run is kept but flagged, and left out of the median.
+    local other=$((in1 - in0 - 2 * est)) disturbed=false
+    if [ "${other#-}" -gt $((est / 50 + 20)) ]; then
+        disturbed=true
+        log "warning: $((other)) TCP sockets came or went elsewhere on the machine during this run: kernel figure unreliable"
+    fi
     abort_conns "$SERVER_PORT"   # no TIME_WAIT left for the next runs' Slab readings
     stop "$bpid"
     stop "$SERVER_PID"
@@ -139,11 +149,11 @@ one_run() {
     jq -nc --arg server "$s" --arg topics "$topics" --argjson n "$n" --argjson run "$r" \
         --argjson est "$est" --argjson failed "$failed" \
         --argjson rss0 "$rss0" --argjson rss1 "$rss1" --argjson slab0 "$slab0" --argjson slab1 "$slab1" \
-        --argjson tw0 "$tw0" --argjson tw1 "$tw1" \
+        --argjson tw0 "$tw0" --argjson tw1 "$tw1" --argjson in0 "$in0" --argjson in1 "$in1" --argjson dist "$disturbed" \
         --argjson bench "$(summary_json "$blog")" \
         '{bench:"memory",kind:"run",server:$server,topics:$topics,n:$n,run:$run,established:$est,failed:$failed,
           rss_before_kb:$rss0,rss_after_kb:$rss1,slab_before_kb:$slab0,slab_after_kb:$slab1,
-          time_wait_before:$tw0,time_wait_after:$tw1,
+          time_wait_before:$tw0,time_wait_after:$tw1,tcp_inuse_before:$in0,tcp_inuse_after:$in1,disturbed:$dist,
           user_bytes_per_conn:((($rss1-$rss0)*1024/$est)|round),
           kernel_bytes_per_conn:((($slab1-$slab0)*1024/$est)|round),
           bench_summary:$bench}' >>"$out"
@@ -165,13 +175,18 @@ done
 # Medians per (server, N) into the results file, then the table.
 for s in "${todo[@]}"; do
     for n in $(split_csv "$counts"); do
-        pts=$(jq -c --arg s "$s" --argjson n "$n" 'select(.kind=="run" and .server==$s and .n==$n)' "$out")
+        all=$(jq -c --arg s "$s" --argjson n "$n" 'select(.kind=="run" and .server==$s and .n==$n)' "$out")
+        pts=$(jq -c 'select(.disturbed | not)' <<<"$all")
+        [ -n "$pts" ] || pts=$all   # every run disturbed: use them all, flagged below
         u=$(median $(jq -r '.user_bytes_per_conn' <<<"$pts"))
         k=$(median $(jq -r '.kernel_bytes_per_conn' <<<"$pts"))
-        jq -nc --arg s "$s" --arg topics "$topics" --argjson n "$n" --argjson u "$u" --argjson k "$k" --argjson pts "$(jq -s . <<<"$pts")" \
+        b=$(median $(jq -r '.rss_before_kb' <<<"$pts"))
+        jq -nc --arg s "$s" --arg topics "$topics" --argjson n "$n" --argjson u "$u" --argjson k "$k" --argjson b "$b" \
+            --argjson pts "$(jq -s . <<<"$pts")" \
             '{bench:"memory",kind:"median",server:$s,topics:$topics,n:$n,runs:($pts|length),
               established_min:($pts|map(.established)|min),
-              user_bytes_per_conn:$u,kernel_bytes_per_conn:$k,
+              disturbed_runs:($pts|map(select(.disturbed))|length),
+              user_bytes_per_conn:$u,kernel_bytes_per_conn:$k,rss_before_kb:$b,
               user_bytes_range:[($pts|map(.user_bytes_per_conn)|min),($pts|map(.user_bytes_per_conn)|max)],
               kernel_bytes_range:[($pts|map(.kernel_bytes_per_conn)|min),($pts|map(.kernel_bytes_per_conn)|max)]}' >>"$out"
     done
@@ -180,11 +195,17 @@ ln -sf "$(basename "$out")" "$RESULTS/memory-latest.jsonl"
 
 echo
 echo "Memory per idle subscriber (median of $runs run(s); topics: $topics; heartbeat 5 s)"
-echo "kernel = Slab delta, machine-wide, both ends of each loopback connection"
-printf '%-12s %7s %7s %14s %14s %18s\n' server N estab "user B/conn" "kernel B/conn" "user range"
+echo "user = server RSS delta / N; kernel = Slab delta / N (machine-wide: both ends"
+echo "of each loopback connection); idle RSS = the server's RSS before connections;"
+echo "runs = runs in the median (runs disturbed by other socket activity are left out)"
+printf '%-12s %7s %7s %12s %14s %16s %13s %6s\n' server N estab "user B/conn" "kernel B/conn" "user range" "idle RSS kB" runs
 jq -r 'select(.kind=="median") | [.server, .n, .established_min, .user_bytes_per_conn, .kernel_bytes_per_conn,
-       "\(.user_bytes_range[0])..\(.user_bytes_range[1])"] | @tsv' "$out" |
-    while IFS=$'\t' read -r s n e u k rg; do
-        printf '%-12s %7s %7s %14.0f %14.0f %18s\n' "$s" "$n" "$e" "$u" "$k" "$rg"
+       "\(.user_bytes_range[0])..\(.user_bytes_range[1])", .rss_before_kb,
+       (if .disturbed_runs > 0 then "\(.runs)!" else "\(.runs)" end)] | @tsv' "$out" |
+    while IFS=$'\t' read -r s n e u k rg b nr; do
+        printf '%-12s %7s %7s %12.0f %14.0f %16s %13.0f %6s\n' "$s" "$n" "$e" "$u" "$k" "$rg" "$b" "$nr"
     done
+if jq -se 'any(.kind=="median" and .disturbed_runs > 0)' "$out" >/dev/null; then
+    echo "! every run of this point was disturbed by other socket activity: kernel figure unreliable"
+fi
 echo "results: $out"
