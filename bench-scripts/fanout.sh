@@ -77,9 +77,9 @@ stamp=$(date +%Y%m%d-%H%M%S)
 out=$RESULTS/fanout-$stamp.jsonl
 jq -nc --arg stamp "$stamp" --arg kernel "$(uname -r)" --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --argjson cores "$(nproc)" --arg servers "${todo[*]}" --argjson subs "$subs" --argjson events "$events" --argjson rate "$rate" \
-    --argjson sat "$sat_s" --argjson hb "$hb_s" --argjson tck "$CLK_TCK" \
+    --argjson sat "$sat_s" --argjson hb "$hb_s" --argjson tck "$CLK_TCK" --argjson w "$pipeline" \
     '{bench:"fanout",kind:"meta",stamp:$stamp,kernel:$kernel,commit:$commit,cores:$cores,servers:$servers,subscribers:$subs,
-      steady_events:$events,steady_rate:$rate,saturate_s:$sat,heartbeat_window_s:$hb,clk_tck:$tck}' >"$out"
+      steady_events:$events,steady_rate:$rate,saturate_s:$sat,saturate_pipeline:$w,heartbeat_window_s:$hb,clk_tck:$tck}' >"$out"
 
 SUB_PID= SUB_LOG=
 # start_subscribers EXTRA-ARGS...: N subscribers on /events/bench; waits for "ready".
@@ -93,8 +93,9 @@ start_subscribers() {
     [ "$f" = 0 ] || log "warning: $f of $subs subscribers failed"
 }
 
-# publish EXTRA-ARGS...: runs the publisher in the foreground (bounded by its
-# own --count/--duration, and by `timeout` as a backstop); leaves its JSON in PUB_JSON.
+# publish BOUND-SECS EXTRA-ARGS...: runs the publisher in the foreground
+# (bounded by its own --count/--duration/--max-seconds, and by `timeout
+# BOUND-SECS` as a backstop); leaves its JSON summary in PUB_JSON.
 publish() {
     local plog; plog=$(mktemp "${TMPDIR:-/tmp}/ssed-bench-pub.XXXXXX"); TMPDIRS+=("$plog" "$plog.err")
     local bound=$1; shift
