@@ -14,7 +14,8 @@
 # with a 600 s heartbeat so no heartbeat work is billed to the events.
 #
 # Options:
-#   --servers a,b,c    servers (default: ssed,floor,go-nethttp,go-hijack,axum,nginx-nchan)
+#   --servers a,b,c    servers (default: ssed,floor,go-nethttp,go-hijack,axum,nginx-nchan;
+#                      ssed-1w = ssed --workers 1 is also known)
 #   --subscribers N    subscribers (default 10000)
 #   --events K         steady: events to publish (default 100)
 #   --rate R           steady: events per second (default 5: 50,000 deliveries/s
@@ -29,7 +30,8 @@
 #   -h, --help
 # Output: tables on stdout; one JSON line per server and phase (with the raw
 # ssed-bench summaries) in bench-scripts/results/fanout-<time>.jsonl (and
-# fanout-latest.jsonl). Note: on this 2-core machine ssed-bench shares the
+# fanout-latest.jsonl), or under $SSED_BENCH_RESULTS if set. Servers: also
+# ssed-1w (ssed --workers 1). Note: on this 2-core machine ssed-bench shares the
 # CPUs with the server, so saturate measures the pair; CPU per event is the
 # server's own and is the fairer comparison.
 set -euo pipefail
@@ -73,8 +75,8 @@ done
 [ ${#todo[@]} -gt 0 ] || die "no server to measure"
 
 mkdir -p "$RESULTS"
-stamp=$(date +%Y%m%d-%H%M%S)
-out=$RESULTS/fanout-$stamp.jsonl
+out=$(results_file fanout)
+stamp=$(basename "$out" .jsonl); stamp=${stamp#fanout-}
 jq -nc --arg stamp "$stamp" --arg kernel "$(uname -r)" --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --argjson cores "$(nproc)" --arg servers "${todo[*]}" --argjson subs "$subs" --argjson events "$events" --argjson rate "$rate" \
     --argjson sat "$sat_s" --argjson hb "$hb_s" --argjson tck "$CLK_TCK" --argjson w "$pipeline" \

@@ -5,10 +5,11 @@
 BS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)   # bench-scripts/
 ROOT=$(dirname "$BS")                               # the ssed repo
 BUILD=$BS/build
-RESULTS=$BS/results
+RESULTS=${SSED_BENCH_RESULTS:-$BS/results}          # where the JSON lines go
 SSED=${SSED:-$ROOT/target/release/ssed}              # overridable, e.g. to test another build
 BENCH=${SSED_BENCH:-$ROOT/target/release/ssed-bench}
 ALL_SERVERS=ssed,floor,go-nethttp,go-hijack,axum,nginx-nchan
+# Also known, on request: ssed-1w (ssed --workers 1, one event loop like floor).
 
 PIDS=()
 TMPDIRS=()
@@ -97,7 +98,7 @@ abort_conns() {
 # Does the named server have a binary/launcher?
 server_available() {
     case $1 in
-        ssed) [ -x "$SSED" ] ;;
+        ssed|ssed-1w) [ -x "$SSED" ] ;;
         nginx-nchan) [ -x "$BUILD/nginx-nchan/run.sh" ] && command -v nginx >/dev/null ;;
         *) [ -x "$BUILD/$1" ] ;;
     esac
@@ -115,6 +116,7 @@ start_server() {
     local cmd
     case $name in
         ssed) cmd=("$SSED" --listen "$addr" --heartbeat "$hb" --heartbeat-event keep-alive) ;;
+        ssed-1w) cmd=("$SSED" --workers 1 --listen "$addr" --heartbeat "$hb" --heartbeat-event keep-alive) ;;
         nginx-nchan)
             local d; d=$(mktemp -d "${TMPDIR:-/tmp}/ssed-nginx.XXXXXX"); TMPDIRS+=("$d")
             cmd=("$BUILD/nginx-nchan/run.sh" --listen "$addr" --heartbeat "$hb" --dir "$d") ;;
@@ -187,3 +189,11 @@ median() {
 }
 
 split_csv() { tr ',' ' ' <<<"$1"; }
+
+# results_file BENCH: a new results/BENCH-<time>.jsonl (never an existing one).
+results_file() {
+    local base f i=1
+    base=$RESULTS/$1-$(date +%Y%m%d-%H%M%S); f=$base.jsonl
+    while [ -e "$f" ]; do i=$((i + 1)); f=$base-$i.jsonl; done
+    echo "$f"
+}

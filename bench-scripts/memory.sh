@@ -9,7 +9,8 @@
 # kernel bytes per connection ((Slab after - before) / E), E = established.
 #
 # Options:
-#   --servers a,b,c   servers (default: ssed,floor,go-nethttp,go-hijack,axum,nginx-nchan)
+#   --servers a,b,c   servers (default: ssed,floor,go-nethttp,go-hijack,axum,nginx-nchan;
+#                     ssed-1w = ssed --workers 1 is also known)
 #   --counts  a,b,c   subscriber counts (default: 1000,10000,18000)
 #   --runs R          runs per point; the median is reported (default: 3)
 #   --topics MODE     single: all on /events/bench (default);
@@ -19,7 +20,8 @@
 #   --no-build        do not run cargo build / build-baselines.sh
 #   -h, --help
 # Output: a table on stdout; every run and median as JSON lines in
-# bench-scripts/results/memory-<time>.jsonl (and memory-latest.jsonl).
+# bench-scripts/results/memory-<time>.jsonl (and memory-latest.jsonl), or under
+# $SSED_BENCH_RESULTS if set.
 #
 # Why medians: Slab is machine-wide (anything on the box allocating dentries or
 # buffers moves it) and RSS settles differently from run to run (allocator,
@@ -62,8 +64,8 @@ done
 [ ${#todo[@]} -gt 0 ] || die "no server to measure"
 
 mkdir -p "$RESULTS"
-stamp=$(date +%Y%m%d-%H%M%S)
-out=$RESULTS/memory-$stamp.jsonl
+out=$(results_file memory)
+stamp=$(basename "$out" .jsonl); stamp=${stamp#memory-}
 jq -nc --arg stamp "$stamp" --arg kernel "$(uname -r)" --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --argjson cores "$(nproc)" --arg servers "${todo[*]}" --arg counts "$counts" --argjson runs "$runs" --arg topics "$topics" \
     '{bench:"memory",kind:"meta",stamp:$stamp,kernel:$kernel,commit:$commit,cores:$cores,servers:$servers,counts:$counts,runs:$runs,topics:$topics,heartbeat_s:5}' >"$out"
