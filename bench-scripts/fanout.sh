@@ -36,6 +36,7 @@
 # server's own and is the fairer comparison.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+invocation="bench-scripts/fanout.sh $*"
 
 servers=$ALL_SERVERS subs=10000 events=100 rate=5 sat_s=10 hb_s=10
 phases=steady,saturate,heartbeat processes= build=1 pipeline=16
@@ -77,10 +78,10 @@ done
 mkdir -p "$RESULTS"
 out=$(results_file fanout)
 stamp=$(basename "$out" .jsonl); stamp=${stamp#fanout-}
-jq -nc --arg stamp "$stamp" --arg kernel "$(uname -r)" --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+jq -nc --arg stamp "$stamp" --arg command "$invocation" --argjson mem "$(mem_total_kb)" --arg kernel "$(uname -r)" --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --argjson cores "$(nproc)" --arg servers "${todo[*]}" --argjson subs "$subs" --argjson events "$events" --argjson rate "$rate" \
     --argjson sat "$sat_s" --argjson hb "$hb_s" --argjson tck "$CLK_TCK" --argjson w "$pipeline" \
-    '{bench:"fanout",kind:"meta",stamp:$stamp,kernel:$kernel,commit:$commit,cores:$cores,servers:$servers,subscribers:$subs,
+    '{bench:"fanout",kind:"meta",stamp:$stamp,command:$command,mem_total_kb:$mem,kernel:$kernel,commit:$commit,cores:$cores,servers:$servers,subscribers:$subs,
       steady_events:$events,steady_rate:$rate,saturate_s:$sat,saturate_pipeline:$w,heartbeat_window_s:$hb,clk_tck:$tck}' >"$out"
 
 SUB_PID= SUB_LOG=

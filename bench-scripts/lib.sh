@@ -66,6 +66,7 @@ build_all() {
 alive() { local st; st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) && [ "${st%% *}" != Z ]; }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+mem_total_kb() { awk '/^MemTotal:/ {print $2}' /proc/meminfo; }
 slab_kb() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
 # utime + stime (fields 14, 15 of /proc/PID/stat) in clock ticks; the comm
 # field may hold spaces, so count fields after the last ')'.

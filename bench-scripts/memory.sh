@@ -31,6 +31,7 @@
 # twice what the server's side alone costs.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+invocation="bench-scripts/memory.sh $*"
 
 servers=$ALL_SERVERS counts=1000,10000,18000 runs=3 topics=single processes= drain=1 build=1
 while [ $# -gt 0 ]; do
@@ -66,9 +67,9 @@ done
 mkdir -p "$RESULTS"
 out=$(results_file memory)
 stamp=$(basename "$out" .jsonl); stamp=${stamp#memory-}
-jq -nc --arg stamp "$stamp" --arg kernel "$(uname -r)" --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+jq -nc --arg stamp "$stamp" --arg command "$invocation" --argjson mem "$(mem_total_kb)" --arg kernel "$(uname -r)" --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --argjson cores "$(nproc)" --arg servers "${todo[*]}" --arg counts "$counts" --argjson runs "$runs" --arg topics "$topics" \
-    '{bench:"memory",kind:"meta",stamp:$stamp,kernel:$kernel,commit:$commit,cores:$cores,servers:$servers,counts:$counts,runs:$runs,topics:$topics,heartbeat_s:5}' >"$out"
+    '{bench:"memory",kind:"meta",stamp:$stamp,command:$command,mem_total_kb:$mem,kernel:$kernel,commit:$commit,cores:$cores,servers:$servers,counts:$counts,runs:$runs,topics:$topics,heartbeat_s:5}' >"$out"
 
 # /proc/net/sockstat "TCP: inuse I orphan O tw T alloc A mem M": cheap even
 # with a million sockets on the machine.

@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""Writes docs/benchmarks.md and docs/memory-per-connection.svg from the JSON lines that
+memory.sh, fanout.sh and scale.sh wrote into docs/benchmark-data/ (run-all.sh runs them there).
+
+Nothing in the page is typed by hand: every figure is read from those files, each table says
+which run (date, commit, command) it comes from, and when a point was measured several times the
+page shows the median the scripts computed. Usage: bench-scripts/report.py [DATA_DIR]
+"""
+import glob
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "docs", "benchmark-data")
+SERVERS = ["ssed", "ssed-1w", "floor", "go-nethttp", "go-hijack", "axum", "nginx-nchan"]
+LABELS = {
+    "ssed": "ssed",
+    "ssed-1w": "ssed --workers 1",
+    "floor": "kernel floor (C, epoll)",
+    "go-nethttp": "Go net/http",
+    "go-hijack": "Go Hijacker",
+    "axum": "axum Sse (tokio)",
+    "nginx-nchan": "nginx + nchan",
+}
+
+
+def load(bench):
+    """Every row of every file of one benchmark, each with its file's meta line attached."""
+    rows = []
+    for path in sorted(glob.glob(os.path.join(DATA, f"{bench}-*.jsonl"))):
+        if path.endswith("-latest.jsonl"):
+            continue
+        meta = {}
+        with open(path) as f:
+            for line in f:
+                row = json.loads(line)
+                if row.get("kind") == "meta":
+                    meta = row
+                else:
+                    row["_meta"] = meta
+                    rows.append(row)
+    return rows
+
+
+def latest(rows, key):
+    """For each key, the row of the newest run (files are read in time order)."""
+    picked = {}
+    for row in rows:
+        picked[key(row)] = row
+    return picked
+
+
+def order(server):
+    return SERVERS.index(server) if server in SERVERS else len(SERVERS)
+
+
+def fmt(n):
+    return f"{n:,.0f}" if isinstance(n, (int, float)) and n >= 100 else f"{n:g}" if isinstance(n, (int, float)) else str(n)
+
+
+def ms(us):
+    return f"{us / 1000:,.1f}"
+
+
+def provenance(metas):
+    lines = []
+    for meta in metas:
+        machine = f"{meta.get('cores', '?')} cores, {round(meta.get('mem_total_kb', 0) / 1048576)} GiB RAM, Linux {meta.get('kernel', '?')}"
+        lines.append(f"- `{meta.get('command', '?')}` — run {meta.get('stamp', '?')}, commit {meta.get('commit', '?')}, {machine}")
+    return "\n".join(sorted(set(lines)))
+
+
+def memory_section(out):
+    rows = [r for r in load("memory") if r.get("kind") == "median"]
+    if not rows:
+        return {}
+    table = latest(rows, lambda r: (r["server"], r["topics"], r["n"]))
+    counts = sorted({n for (_, _, n) in table})
+    out.append("## Memory per idle subscriber\n")
+    out.append(
+        "Each server is started fresh; once its RSS has settled, N subscribers connect and receive their "
+        "response head, and once the RSS has settled again: **user** = growth of the server's RSS / N "
+        "(what the server's own code costs), **kernel** = growth of the machine's `Slab:` / N (both ends "
+        "of each loopback connection, the load generator's socket included, so about twice the server's "
+        "own share; the same for every server). Heartbeat every 5 s, as in the original question. "
+        "Medians of the runs shown.\n"
+    )
+    for topics, title in (("single", "All subscribers on one topic"), ("per-connection", "One topic per subscriber")):
+        servers = sorted({s for (s, t, _) in table if t == topics}, key=order)
+        if not servers:
+            continue
+        out.append(f"### {title}\n")
+        out.append("| server | " + " | ".join(f"user B/conn at {n:,}" for n in counts) + " | " + " | ".join(f"kernel B/conn at {n:,}" for n in counts) + " | runs |")
+        out.append("|---" * (2 * len(counts) + 2) + "|")
+        for s in servers:
+            cells = [table.get((s, topics, n)) for n in counts]
+            user = [fmt(c["user_bytes_per_conn"]) if c else "" for c in cells]
+            kernel = [fmt(c["kernel_bytes_per_conn"]) if c else "" for c in cells]
+            runs = max((c["runs"] for c in cells if c), default=0)
+            out.append(f"| {LABELS.get(s, s)} | " + " | ".join(user) + " | " + " | ".join(kernel) + f" | {runs} |")
+        out.append("")
+    ssed_rows = [table[k] for k in table if k[0] == "ssed"]
+    for r in ssed_rows:
+        r["_bar"] = 64 if r["topics"] == "single" else 256
+    verdicts = [
+        f"{'meets' if r['user_bytes_per_conn'] <= r['_bar'] else 'MISSES'} the {r['_bar']}-byte bar at {r['n']:,} ({r['topics']} topics: {fmt(r['user_bytes_per_conn'])} B)"
+        for r in sorted(ssed_rows, key=lambda r: (r["topics"], r["n"]))
+        if r["n"] >= 10000
+    ]
+    if verdicts:
+        out.append("ssed " + "; ".join(verdicts) + ".\n")
+    out.append("Produced by:\n\n" + provenance({json.dumps(r["_meta"], sort_keys=True): r["_meta"] for r in rows}.values()) + "\n")
+    return table
+
+
+def chart(table, path):
+    """Horizontal bars, log scale: user-space and kernel bytes per connection per server, at the
+    largest N measured with one topic."""
+    points = {s: r for (s, t, n), r in table.items() if t == "single"}
+    biggest = {}
+    for (s, t, n), r in table.items():
+        if t == "single" and n >= biggest.get(s, (0, None))[0]:
+            biggest[s] = (n, r)
+    servers = sorted(biggest, key=order)
+    if not servers:
+        return
+    import math
+
+    width, left, bar, gap = 760, 190, 14, 14
+    height = 60 + len(servers) * (2 * bar + gap) + 40
+    lo, hi = 1, 100_000
+    scale = lambda v: left + (width - left - 30) * (math.log10(max(v, lo)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+    n = max(biggest[s][0] for s in servers)
+    svg = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{left}" y="20" font-size="14" font-weight="bold">Memory per idle SSE connection ({n:,} subscribers, log scale)</text>',
+        f'<rect x="{left}" y="30" width="12" height="10" fill="#1f77b4"/><text x="{left + 16}" y="39">user space (the server\'s RSS)</text>',
+        f'<rect x="{left + 220}" y="30" width="12" height="10" fill="#bbbbbb"/><text x="{left + 236}" y="39">kernel (Slab, both socket ends)</text>',
+    ]
+    y = 55
+    for s in servers:
+        r = biggest[s][1]
+        svg.append(f'<text x="{left - 8}" y="{y + bar + 4}" text-anchor="end">{LABELS.get(s, s)}</text>')
+        for value, colour in ((r["user_bytes_per_conn"], "#1f77b4"), (r["kernel_bytes_per_conn"], "#bbbbbb")):
+            svg.append(f'<rect x="{left}" y="{y}" width="{scale(value) - left:.1f}" height="{bar}" fill="{colour}"/>')
+            svg.append(f'<text x="{scale(value) + 4:.1f}" y="{y + bar - 3}">{value:,.0f} B</text>')
+            y += bar
+        y += gap
+    for tick in (1, 10, 100, 1_000, 10_000, 100_000):
+        x = scale(tick)
+        svg.append(f'<line x1="{x:.1f}" y1="50" x2="{x:.1f}" y2="{y}" stroke="#dddddd"/>')
+        svg.append(f'<text x="{x:.1f}" y="{y + 14}" text-anchor="middle">{tick:,} B</text>')
+    svg.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(svg) + "\n")
+
+
+def fanout_section(out):
+    rows = load("fanout")
+    if not rows:
+        return
+    table = latest(rows, lambda r: (r["server"], r["phase"], r["subscribers"]))
+    for subs in sorted({n for (_, _, n) in table}):
+        servers = sorted({s for (s, _, n) in table if n == subs}, key=order)
+        out.append(f"## Fan-out: {subs:,} subscribers on one topic\n")
+        out.append(
+            "Server CPU is the server process's utime + stime over the phase (all its threads), divided by "
+            "the events the subscribers actually received. The load generator runs on the same two cores, so "
+            "latency and throughput are those of the pair on this machine; CPU per event is the server's own. "
+            "*steady*: events at a fixed rate; *saturation*: published as fast as the publisher can; "
+            "*heartbeat*: idle subscribers, a heartbeat every second.\n"
+        )
+        out.append("| server | steady: latency p50 / p99 / max (ms) | to the last subscriber p50 / max (ms) | CPU µs per delivery | saturation: deliveries/s | CPU µs per delivery | heartbeat: CPU µs per heartbeat |")
+        out.append("|---|---|---|---|---|---|---|")
+        for s in servers:
+            st, sa, hb = (table.get((s, phase, subs)) for phase in ("steady", "saturate", "heartbeat"))
+            cells = [LABELS.get(s, s)]
+            if st:
+                lat, last = st["latency_us"], st["last_subscriber_latency_us"]
+                cells += [f"{ms(lat['p50'])} / {ms(lat['p99'])} / {ms(lat['max'])}", f"{ms(last['p50'])} / {ms(last['max'])}", f"{st['cpu_us_per_delivery']:g}"]
+            else:
+                cells += ["", "", ""]
+            cells += [fmt(sa["delivered_per_s"]), f"{sa['cpu_us_per_delivery']:g}"] if sa else ["", ""]
+            cells += [f"{hb['cpu_us_per_heartbeat']:g}"] if hb else [""]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+        one, two = table.get(("ssed-1w", "saturate", subs)), table.get(("ssed", "saturate", subs))
+        if one and two:
+            steady = (table.get(("ssed", "steady", subs)), table.get(("ssed-1w", "steady", subs)))
+            out.append(
+                f"**Workers** (same run): ssed with 2 workers delivered {fmt(two['delivered_per_s'])} events/s at saturation "
+                f"against {fmt(one['delivered_per_s'])} with 1, a ratio of {two['delivered_per_s'] / one['delivered_per_s']:.2f}"
+                + (f"; steady latency p50 {ms(steady[0]['latency_us']['p50'])} ms against {ms(steady[1]['latency_us']['p50'])} ms." if all(steady) else ".")
+                + " The load generator shares the same two cores, which caps what a second worker can show here.\n"
+            )
+    out.append("Produced by:\n\n" + provenance({json.dumps(r["_meta"], sort_keys=True): r["_meta"] for r in rows}.values()) + "\n")
+
+
+def scale_section(out):
+    rows = load("scale")
+    if not rows:
+        return
+    table = latest(rows, lambda r: r["n"])
+    out.append("## Beyond one process: many ssed processes on one port, with Redis\n")
+    out.append(
+        "`scale.sh N` starts one ssed per ~17,000 subscribers (the machine allows 20,000 open files per "
+        "process), all on one port through SO_REUSEPORT and all following one Redis stream, and several "
+        "ssed-bench processes; then counts heartbeats and publishes a few events to the shared port, each of "
+        "which must reach all N subscribers.\n"
+    )
+    out.append("| subscribers | ssed processes | established | user B/conn (all ssed) | kernel B/conn (both ends) | heartbeats delivered / expected | broadcast deliveries | latency p50 / p99 (ms) | to the last of N, p50 / max (ms) |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    for n in sorted(table):
+        r = table[n]
+        b = r["broadcast"]
+        out.append(
+            f"| {n:,} | {r['processes']['ssed']} | {r['established']:,} | {fmt(r['user_bytes_per_conn'])} | {fmt(r['kernel_bytes_per_conn'])} "
+            f"| {r['heartbeats']['delivered']:,} / ≥{r['heartbeats']['expected_min']:,} | {b['delivered']:,} / {b['expected']:,} "
+            f"| {ms(b['latency_us']['p50'])} / {ms(b['latency_us']['p99'])} | {ms(b['last_subscriber_latency_us']['p50'])} / {ms(b['last_subscriber_latency_us']['max'])} |"
+        )
+    out.append("")
+    stops = [r for r in rows if r.get("refused")]
+    for r in stops:
+        out.append(f"- N = {r['n']:,} was not run: {r['refused']}")
+    # scale.sh writes one self-describing line per run, without a separate meta line.
+    metas = [
+        {"command": r.get("command"), "stamp": r.get("stamp"), "commit": r.get("commit"), "cores": r["machine"]["nproc"],
+         "mem_total_kb": r["machine"]["mem_total_kb"], "kernel": r["machine"]["kernel"]}
+        for r in rows
+    ]
+    out.append("Produced by:\n\n" + provenance(metas) + "\n")
+
+
+def main():
+    out = [
+        "# Benchmarks",
+        "",
+        "<!-- Generated by bench-scripts/report.py from docs/benchmark-data/; do not edit by hand. -->",
+        "",
+        "How much memory does an idle Server-Sent Events connection cost, and how fast do events reach "
+        "thousands of subscribers? ssed against the servers people write today, on one machine, over "
+        "loopback. Every figure below comes from the committed scripts in `bench-scripts/` (see "
+        "`bench-scripts/README.md`); rerun them with `bench-scripts/run-all.sh` and regenerate this page "
+        "with `bench-scripts/report.py`.",
+        "",
+        "![memory per connection](memory-per-connection.svg)",
+        "",
+    ]
+    table = memory_section(out)
+    fanout_section(out)
+    scale_section(out)
+    chart(table, os.path.join(ROOT, "docs", "memory-per-connection.svg"))
+    with open(os.path.join(ROOT, "docs", "benchmarks.md"), "w") as f:
+        f.write("\n".join(out).rstrip() + "\n")
+
+
+if __name__ == "__main__":
+    main()

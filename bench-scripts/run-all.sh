@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# run-all.sh: every benchmark behind docs/benchmarks.md, one after the other (two benchmarks
+# sharing this machine would measure each other), into docs/benchmark-data/, then regenerates
+# docs/benchmarks.md and its chart with report.py. Takes about 45 minutes on 2 cores.
+#
+#   --quick   small counts and one run per point, to check the pipeline (figures not for publishing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=0
+case ${1:-} in
+    --quick) quick=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    "") ;;
+    *) echo "run-all.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+esac
+
+export SSED_BENCH_RESULTS=$PWD/docs/benchmark-data
+mkdir -p "$SSED_BENCH_RESULTS"
+rm -f "$SSED_BENCH_RESULTS"/*.jsonl
+
+if [ "$quick" = 1 ]; then
+    bench-scripts/memory.sh --counts 1000 --runs 1
+    bench-scripts/memory.sh --no-build --servers ssed --topics per-connection --counts 1000 --runs 1
+    bench-scripts/fanout.sh --no-build --servers ssed,ssed-1w,floor --subscribers 1000 \
+        --events 20 --saturate-seconds 3 --heartbeat-seconds 3
+    bench-scripts/scale.sh --heartbeat 2 20000
+else
+    # Memory per idle subscriber: every server, one topic; then ssed with a topic per subscriber.
+    bench-scripts/memory.sh --counts 1000,10000,18000 --runs 3
+    bench-scripts/memory.sh --no-build --servers ssed --topics per-connection --counts 10000,18000 --runs 3
+    # Fan-out at 10,000 subscribers, ssed with 2 workers and with 1 beside the baselines.
+    bench-scripts/fanout.sh --no-build --servers ssed,ssed-1w,floor,go-nethttp,go-hijack,axum,nginx-nchan \
+        --subscribers 10000
+    # One broadcast pass to 18,000 subscribers.
+    bench-scripts/fanout.sh --no-build --servers ssed --subscribers 18000 --phases steady
+    # Beyond one process, through Redis.
+    bench-scripts/scale.sh 100000
+fi
+bench-scripts/report.py
