@@ -11,7 +11,7 @@
 # 18,000) ssed-bench subscribe processes on source addresses 127.0.0.2 and up.
 # Steps: refuse an N the machine cannot take (below); start Redis and the ssed
 # processes; read the baseline (sum of the ssed VmRSS, kernel Slab,
-# MemAvailable); open the N subscribers and wait for "ready"; read again once
+# MemFree); open the N subscribers and wait for "ready"; read again once
 # the RSS sum is steady; hold for --hold seconds (heartbeats); publish --events
 # events at 1/s to the shared port; the subscribers stop by themselves once
 # every one of them has every event; stop everything.
@@ -33,27 +33,32 @@
 # of the N got it: p50 and max over the events).
 #
 # Refusal (before anything starts): the run is planned at 14,000 bytes per
-# connection (measured at 100k-200k: ~10.1 kB of Slab for its two sockets,
-# 33 B in ssed, ~0.26 kB in ssed-bench; so ~35% margin) plus 16 MiB per
-# process and 64 MiB for Redis, and refused if that exceeds 70% of
+# connection (measured from 100k to 1M: 10.0-10.2 kB of Slab for its two
+# sockets, 32 B in ssed, ~0.24 kB in ssed-bench; so ~35% margin) plus 16 MiB
+# per process and 64 MiB for Redis, and refused if that exceeds 70% of
 # MemAvailable. Also refused: 2 x N open files (a socket at each end) that
 # would leave under max(10% of fs.file-max, 100,000) free for everyone else,
-# fs.nr_open or the hard open-file limit under 19,600. While it
-# runs, the run is aborted if MemAvailable falls under 15% of MemTotal.
+# fs.nr_open or the hard open-file limit under 19,600. On the 24 GiB, 2-core
+# machine this was written on, that stops at ~1.08M (memory estimate) and
+# ~1.11M (fs.file-max 2,466,183). While it runs, the run is aborted if
+# MemAvailable falls under 15% of MemTotal.
 #
 # Options:
-#   --heartbeat SECS   ssed --heartbeat (default 5). Each heartbeat is a write
-#                      and a read of ~10 us of CPU each: past N/SECS ~ 40,000
-#                      a second the 2 cores are saturated by them (use ~30 for 1M)
+#   --heartbeat SECS   ssed --heartbeat (default 5). A heartbeat costs a write
+#                      (~10-15 us of CPU in ssed) and a read: past N/SECS ~
+#                      40,000 a second the 2 cores do little else (use 30 for 1M)
 #   --hold SECS        seconds to hold after ready before publishing
 #                      (default 2 x heartbeat + 1: at least two heartbeats)
-#   --events K         events to broadcast, at 1 per second (default 5)
+#   --events K         events to broadcast, at 1 per second (default 5), each
+#                      POSTed by its own curl to the shared port
 #   --check            print the plan and the capacity check, run nothing
 #   --no-build         do not run cargo build
 #   -h, --help
 # Output: a summary on stdout; one JSON line appended to
-# bench-scripts/results/scale-<date>.jsonl and scale-latest.jsonl.
-# Every process is bounded in time (--max-seconds) and killed by PID on exit.
+# bench-scripts/results/scale-<date>.jsonl and scale-latest.jsonl; the
+# processes' logs, in results/scale-logs-*, are kept only if the run was not
+# clean. Every wait is bounded, ssed-bench has --max-seconds, and every
+# process started is killed by PID on exit, interrupted or not.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -137,7 +142,11 @@ fi
 { [ -x "$SSED" ] && [ -x "$BENCH" ]; } || die "$SSED or $BENCH missing (cargo build --release)"
 command -v redis-server >/dev/null || die "redis-server is not installed"
 ulimit -n "$(ulimit -Hn)"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/ssed-scale.XXXXXX"); TMPDIRS+=("$tmp")
+# Logs of every process; removed after a clean run, kept for a look otherwise
+# (also when the run dies).
+mkdir -p "$RESULTS"
+tmp=$(mktemp -d "$RESULTS/scale-logs-$(date +%Y%m%d-%H%M%S).XXXX")
+log "logs in $tmp"
 
 total_kb=$(meminfo_kb MemTotal)
 floor_kb=$(( total_kb * 15 / 100 ))
@@ -145,7 +154,7 @@ SSED_PIDS=()
 BENCH_PIDS=()   # the subscribe parent and its children, also in PIDS
 
 # alive without forking (guard runs it for up to ~60 processes twice a second).
-up() { local st; read -r st <"/proc/$1/stat" 2>/dev/null || return 1; st=${st##*) }; [ "${st%% *}" != Z ]; }
+up() { local st; { read -r st <"/proc/$1/stat"; } 2>/dev/null || return 1; st=${st##*) }; [ "${st%% *}" != Z ]; }
 
 # Called from every wait loop: abort (the trap kills everything) if the
 # machine runs short of memory or a process we need died.
@@ -217,9 +226,12 @@ is_listening "$rport" || { cat "$tmp/redis.log" >&2; die "redis-server did not s
 port=$(free_port)
 addr=127.0.0.1:$port
 log "starting $ssed_p ssed processes on $addr (Redis on $rport)"
+# --header-timeout 60: with ~100 busy processes on 2 cores a fresh connection's
+# GET can wait over the default 10 s (slowloris guard) to be read; at 800k
+# that closed 30 subscribers before their response head.
 for i in $(seq 0 $((ssed_p - 1))); do
     "$SSED" --listen "$addr" --workers 1 --redis "redis://127.0.0.1:$rport/0" --heartbeat "$hb" \
-        --heartbeat-event keep-alive --max-connections 19500 >"$tmp/ssed-$i.out" 2>"$tmp/ssed-$i.err" &
+        --heartbeat-event keep-alive --max-connections 19500 --header-timeout 60 >"$tmp/ssed-$i.out" 2>"$tmp/ssed-$i.err" &
     PIDS+=($!); SSED_PIDS+=($!)
 done
 # Each prints "listening on ADDR" once its listener is bound.
@@ -285,15 +297,27 @@ log "publishing $events events at 1/s"
 # CPU from here until the subscribers are done: how busy the 2 cores were, and
 # how much of it was the ssed processes' (the rest is mostly ssed-bench).
 ssed_cpu0=$(ssed_ticks); read -r busy0 all0 < <(cpu_stat); t_pub0=$(now_s)
-"$BENCH" publish --addr "$addr" --path "$PATH_SSE" --count "$events" --rate 1 \
-    --max-seconds $(( events + 30 )) >"$tmp/pub.out" 2>"$tmp/pub.err" &
-pub_pid=$!; PIDS+=("$pub_pid")
-while up "$pub_pid"; do guard; sleep 0.5; done
-t_pub=$(now_s)
-wait "$pub_pid" || log "warning: publisher exited with an error: $(cat "$tmp/pub.err")"
-pub=$(grep '^{' "$tmp/pub.out" | tail -1 || true)
-jq -e . >/dev/null 2>&1 <<<"$pub" || pub=null
-published=$(jq -r '.published // 0' <<<"$pub")
+# One curl per event, one second apart, each waiting for its answer (up to
+# pub_timeout). Not ssed-bench publish: under this load ssed may take more
+# than the 5 s ssed-bench waits for an answer; it then closes, and ssed
+# answers the rest of a pipeline 403 (peer_addr() fails once the peer closed,
+# so the publisher no longer counts as loopback) or drops it. The stamp is
+# taken a few ms before curl connects, so latencies are that much high.
+pub_timeout=$(( 60 + n / 10000 ))
+pub_pids=()
+for k in $(seq "$events"); do
+    [ "$k" = 1 ] || { guard; sleep 1; }
+    curl -sS -m "$pub_timeout" -o "$tmp/pub-$k.body" -w '%{http_code}\n' --data-binary "t=$(date +%s%6N)" \
+        "http://$addr$PATH_SSE" >"$tmp/pub-$k.code" 2>"$tmp/pub-$k.err" &
+    pub_pids+=($!); PIDS+=($!)
+done
+for p in "${pub_pids[@]}"; do
+    while up "$p"; do guard; sleep 0.5; done
+done
+sent=$events
+published=$(cat "$tmp"/pub-*.code | grep -c '^200$' || true)
+[ "$published" = "$events" ] || log "warning: $((events - published)) of $events POSTs failed: $(cat "$tmp"/pub-*.code "$tmp"/pub-*.err | sort | uniq -c | tr '\n' ' ')"
+pub=$(cat "$tmp"/pub-*.code | jq -R . | jq -sc '{http_codes: .}')
 
 # The subscribers stop once each has all the events, or at their --hold.
 while up "$bench_pid"; do guard; sleep 0.5; done
@@ -309,16 +333,15 @@ SSED_PIDS=()
 cleanup
 elapsed=$(awk -v a="$t_start" -v b="$(now_s)" 'BEGIN {printf "%.1f", b - a}')
 
-# Every subscriber was open from ready until the last event was published, so
-# it got at least one heartbeat per tick of its process in that window.
-window=$(awk -v a="$t_ready" -v b="$t_pub" 'BEGIN {printf "%.1f", b - a}')
+# Every subscriber was open from ready until the last event was sent (at
+# 1/s), so it got at least one heartbeat per tick of its process in that window.
+window=$(awk -v a="$t_ready" -v b="$t_pub0" -v k="$events" 'BEGIN {printf "%.1f", b + k - 1 - a}')
 held=$(awk -v a="$t_ready" -v b="$t_end" 'BEGIN {printf "%.1f", b - a}')   # ready -> subscribers done
 bcast_s=$(awk -v a="$t_pub0" -v b="$t_end" 'BEGIN {printf "%.1f", b - a}')  # first publish -> all delivered
 ticks=$(awk -v w="$window" -v h="$hb" 'BEGIN {printf "%d", w / h}')
 # ... and at most one per tick from its connect until the run ended, plus one.
 ticks_max=$(awk -v a="$t_sub" -v b="$t_end" -v h="$hb" 'BEGIN {printf "%d", (b - a) / h + 2}')
 
-mkdir -p "$RESULTS"
 out=$RESULTS/scale-$(date +%Y%m%d).jsonl
 line=$(jq -nc --argjson n "$n" --argjson ssed_p "$ssed_p" --argjson bench_p "$bench_p" \
     --argjson est "$est" --argjson failed "$failed" --argjson connect_s "$connect_time" \
@@ -328,7 +351,7 @@ line=$(jq -nc --argjson n "$n" --argjson ssed_p "$ssed_p" --argjson bench_p "$be
     --argjson hb "$hb" --argjson window "$window" --argjson held "$held" --argjson ticks "$ticks" --argjson ticks_max "$ticks_max" \
     --argjson ssed_cpu "$(( ssed_cpu1 - ssed_cpu0 ))" --argjson busy "$(( busy1 - busy0 ))" --argjson all "$(( all1 - all0 ))" \
     --argjson clk "$CLK_TCK" --argjson bcast_s "$bcast_s" \
-    --argjson events "$events" --argjson published "$published" \
+    --argjson events "$events" --argjson sent "$sent" --argjson published "$published" \
     --argjson sum "$sum" --argjson pub "$pub" --argjson elapsed "$elapsed" \
     --arg stamp "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
@@ -348,7 +371,8 @@ line=$(jq -nc --argjson n "$n" --argjson ssed_p "$ssed_p" --argjson bench_p "$be
                   ok:($sum.heartbeats >= $est * $ticks and $sum.heartbeats <= $est * $ticks_max),
                   ticks_min:$ticks, ticks_max:$ticks_max, window_s:$window,
                   per_conn:(($sum.heartbeats / $est * 100 | round) / 100)},
-      broadcast:{published:$published, delivered:$sum.events, expected:($est * $published),
+      broadcast:{sent:$sent, delivered:$sum.events, expected:($est * $sent),
+                 published:$published, publish_errors:($sent - $published),
                  min_per_conn:$sum.min_events_per_conn, max_per_conn:$sum.max_events_per_conn,
                  latency_us:$sum.latency_us, last_subscriber_latency_us:$sum.last_subscriber_latency_us,
                  seconds:$bcast_s,
@@ -371,9 +395,15 @@ printf '  %-18s %s\n' \
     "machine" "$(j .machine_bytes_per_conn) B/conn (MemFree $free0 -> $free1 kB; everything, both sides; noisy)" \
     "ssed-bench RSS" "$(j .bench_bytes_per_conn) B/conn ($bench_rss kB over $bench_p processes + parent)" \
     heartbeats "$(j .heartbeats.delivered) delivered ($(j .heartbeats.per_conn) per conn, every ${hb} s), expected $(j .heartbeats.expected_min)..$(j .heartbeats.expected_max): ok=$(j .heartbeats.ok)" \
-    broadcast "$(j .broadcast.delivered) of $(j .broadcast.expected) deliveries ($published events published; per conn $(j .broadcast.min_per_conn)..$(j .broadcast.max_per_conn))" \
+    broadcast "$(j .broadcast.delivered) of $(j .broadcast.expected) deliveries ($sent events sent, $published answered 200; per conn $(j .broadcast.min_per_conn)..$(j .broadcast.max_per_conn))" \
     latency "p50 $(ms "$(j .broadcast.latency_us.p50)"), p99 $(ms "$(j .broadcast.latency_us.p99)"), max $(ms "$(j .broadcast.latency_us.max)")" \
     "last subscriber" "p50 $(ms "$(j .broadcast.last_subscriber_latency_us.p50)"), max $(ms "$(j .broadcast.last_subscriber_latency_us.max)") (over $(j .broadcast.last_subscriber_latency_us.events) events)" \
     "broadcast CPU" "$(j .broadcast.seconds) s from first publish to all delivered: machine $(j '.broadcast.machine_cpu_busy * 100 | round')% busy, ssed $(j .broadcast.ssed_cpu_s) CPU-s" \
     elapsed "${elapsed} s"
 echo "results: $out"
+if jq -e '.failed == 0 and .dropped == 0 and .heartbeats.ok and .broadcast.delivered == .broadcast.expected
+          and .broadcast.publish_errors == 0' >/dev/null <<<"$line"; then
+    rm -rf -- "$tmp"
+else
+    echo "not clean (failures, drops, missing deliveries or POST errors): logs kept in $tmp"
+fi
