@@ -55,9 +55,9 @@
 #   --no-build         do not run cargo build
 #   -h, --help
 # Output: a summary on stdout; one JSON line appended to
-# bench-scripts/results/scale-<date>.jsonl and scale-latest.jsonl; the
-# processes' logs, in results/scale-logs-*, are kept only if the run was not
-# clean. Every wait is bounded, ssed-bench has --max-seconds, and every
+# bench-scripts/results/scale-<date>.jsonl and scale-latest.jsonl (or under
+# $SSED_BENCH_RESULTS); the processes' logs, in /tmp/ssed-scale-*, are kept
+# only if the run was not clean. Every wait is bounded, ssed-bench has --max-seconds, and every
 # process started is killed by PID on exit, interrupted or not.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -143,9 +143,8 @@ fi
 command -v redis-server >/dev/null || die "redis-server is not installed"
 ulimit -n "$(ulimit -Hn)"
 # Logs of every process; removed after a clean run, kept for a look otherwise
-# (also when the run dies).
-mkdir -p "$RESULTS"
-tmp=$(mktemp -d "$RESULTS/scale-logs-$(date +%Y%m%d-%H%M%S).XXXX")
+# (also when the run dies). Not under $RESULTS, which may be a committed directory.
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ssed-scale-$(date +%Y%m%d-%H%M%S).XXXX")
 log "logs in $tmp"
 
 total_kb=$(meminfo_kb MemTotal)
@@ -342,6 +341,7 @@ ticks=$(awk -v w="$window" -v h="$hb" 'BEGIN {printf "%d", w / h}')
 # ... and at most one per tick from its connect until the run ended, plus one.
 ticks_max=$(awk -v a="$t_sub" -v b="$t_end" -v h="$hb" 'BEGIN {printf "%d", (b - a) / h + 2}')
 
+mkdir -p "$RESULTS"
 out=$RESULTS/scale-$(date +%Y%m%d).jsonl
 line=$(jq -nc --argjson n "$n" --argjson ssed_p "$ssed_p" --argjson bench_p "$bench_p" \
     --argjson est "$est" --argjson failed "$failed" --argjson connect_s "$connect_time" \
