@@ -194,9 +194,9 @@ impl Worker {
                 return;
             };
             match listener.accept() {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     self.stats().accepted.fetch_add(1, Relaxed);
-                    self.admit(stream);
+                    self.admit(stream, peer.ip().to_canonical().is_loopback());
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -225,7 +225,7 @@ impl Worker {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream) {
+    fn admit(&mut self, mut stream: TcpStream, from_loopback: bool) {
         if self.conns.len() >= self.max_connections {
             self.stats().reject(RejectReason::MaxConnections);
             log::debug!("refusing a connection: at --max-connections");
@@ -259,6 +259,7 @@ impl Worker {
         let since = self.started.elapsed().as_secs() as u32;
         entry.insert(Connection {
             stream,
+            from_loopback,
             state: ConnState::AwaitingRequest { since },
         });
         self.stats().connections.fetch_add(1, Relaxed);
@@ -518,22 +519,24 @@ impl Worker {
     fn expire_requests(&mut self) {
         let now = self.now();
         let timeout = self.settings.header_timeout_secs;
-        let mut expired = Vec::new();
-        for (token, conn) in &self.conns {
-            let since = match &conn.state {
-                ConnState::AwaitingRequest { since } => *since,
-                // A publish waiting for the broker is not a slow client.
-                ConnState::Http(http) if http.awaiting.is_none() => http.since,
-                _ => continue,
-            };
-            if since.saturating_add(timeout) <= now {
-                expired.push(token);
-            }
-        }
+        let overdue = |state: &ConnState| {
+            waiting_since(state).is_some_and(|since| since.saturating_add(timeout) <= now)
+        };
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| overdue(&c.state))
+            .map(|(token, _)| token)
+            .collect();
         for token in expired {
-            log::debug!("connection {token}: no complete request within {timeout} s; closing");
-            self.stats().reject(RejectReason::HeaderTimeout);
-            self.close(token);
+            // On a starved machine the request may be sitting unread in the socket (its readiness
+            // event not handled yet): read it first, and only close if it is still incomplete.
+            self.on_request_bytes(token);
+            if self.conns.get(token).is_some_and(|c| overdue(&c.state)) {
+                log::debug!("connection {token}: no complete request within {timeout} s; closing");
+                self.stats().reject(RejectReason::HeaderTimeout);
+                self.close(token);
+            }
         }
     }
 
@@ -598,6 +601,16 @@ impl Worker {
         self.stats().connections.store(0, Relaxed);
         self.stats().subscribers.store(0, Relaxed);
         self.conns.clear();
+    }
+}
+
+/// When a connection began waiting for its (next) request, if it is waiting for one.
+fn waiting_since(state: &ConnState) -> Option<u32> {
+    match state {
+        ConnState::AwaitingRequest { since } => Some(*since),
+        // A publish waiting for the broker is not a slow client.
+        ConnState::Http(http) if http.awaiting.is_none() => Some(http.since),
+        _ => None,
     }
 }
 

@@ -17,6 +17,9 @@ use std::io::{self, IoSlice, Write};
 
 pub struct Connection {
     pub stream: TcpStream,
+    /// Whether the peer connected from a loopback address, taken at accept: by the time a
+    /// pipelined publish is read the peer may be gone, and with it `getpeername`.
+    pub from_loopback: bool,
     pub state: ConnState,
 }
 

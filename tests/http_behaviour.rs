@@ -175,3 +175,29 @@ fn sigterm_tells_subscribers_to_come_back_later_and_exits_cleanly() {
         "nothing is served after shutdown"
     );
 }
+
+#[test]
+fn publishes_are_honoured_even_if_the_publisher_closed_before_they_were_read() {
+    let daemon = Daemon::start(&["--workers", "1"]);
+    let mut sub = daemon.subscribe("gone");
+    // Freeze the daemon so that the publisher's requests wait unread while it disconnects.
+    unsafe { libc::kill(daemon.child.id() as i32, libc::SIGSTOP) };
+    let conn = daemon.connect();
+    let mut pipelined = Vec::new();
+    for i in 0..3 {
+        pipelined.extend_from_slice(
+            format!("POST /events/gone HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\ng{i}")
+                .as_bytes(),
+        );
+    }
+    (&conn).write_all(&pipelined).unwrap();
+    drop(conn);
+    unsafe { libc::kill(daemon.child.id() as i32, libc::SIGCONT) };
+    for i in 0..3 {
+        assert_eq!(sub.next_event().data, format!("g{i}"));
+    }
+    assert_eq!(
+        daemon.metric("ssed_requests_rejected_total{reason=\"forbidden\"}"),
+        0.0
+    );
+}

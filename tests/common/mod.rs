@@ -286,7 +286,10 @@ impl Subscription {
     pub fn try_next_event(&mut self) -> Option<Event> {
         let mut event = Event::default();
         let mut data: Option<String> = None;
+        // Heartbeats keep the socket's read timeout from firing: bound the whole wait.
+        let deadline = Instant::now() + PATIENCE;
         loop {
+            assert!(Instant::now() < deadline, "no event within {PATIENCE:?}");
             let mut line = String::new();
             match self.reader.read_line(&mut line) {
                 Ok(0) => return None,
