@@ -43,10 +43,14 @@ def load(bench):
     return rows
 
 
+def stamp(row):
+    return row.get("stamp") or row["_meta"].get("stamp", "")
+
+
 def latest(rows, key):
-    """For each key, the row of the newest run (files are read in time order)."""
+    """For each key, the row of the newest run."""
     picked = {}
-    for row in rows:
+    for row in sorted(rows, key=stamp):
         picked[key(row)] = row
     return picked
 
@@ -221,9 +225,11 @@ def scale_section(out):
             f"| {ms(b['latency_us']['p50'])} / {ms(b['latency_us']['p99'])} | {ms(b['last_subscriber_latency_us']['p50'])} / {ms(b['last_subscriber_latency_us']['max'])} |"
         )
     out.append("")
-    stops = [r for r in rows if r.get("refused")]
-    for r in stops:
-        out.append(f"- N = {r['n']:,} was not run: {r['refused']}")
+    for path in sorted(glob.glob(os.path.join(DATA, "scale-check-*.txt"))):
+        with open(path) as f:
+            text = "".join(line.split("] ", 1)[-1] for line in f)
+        out.append(f"Where it stops: the next step up is refused before anything starts (`{os.path.basename(path)}`):\n")
+        out.append("```\n" + text.rstrip() + "\n```\n")
     # scale.sh writes one self-describing line per run, without a separate meta line.
     metas = [
         {"command": r.get("command"), "stamp": r.get("stamp"), "commit": r.get("commit"), "cores": r["machine"]["nproc"],

@@ -62,6 +62,7 @@
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
+invocation="bench-scripts/scale.sh $*"
 
 SSED_PER_PROC=17000      # ssed --max-connections is 19500: room for SO_REUSEPORT's uneven split
 BENCH_PER_PROC=18000     # ssed-bench refuses more than 19000 per process
@@ -353,10 +354,10 @@ line=$(jq -nc --argjson n "$n" --argjson ssed_p "$ssed_p" --argjson bench_p "$be
     --argjson clk "$CLK_TCK" --argjson bcast_s "$bcast_s" \
     --argjson events "$events" --argjson sent "$sent" --argjson published "$published" \
     --argjson sum "$sum" --argjson pub "$pub" --argjson elapsed "$elapsed" \
-    --arg stamp "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    --arg stamp "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg command "$invocation" \
     --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --argjson nproc "$(nproc)" --argjson load1 "$load1" --argjson memtotal "$total_kb" --arg kernel "$(uname -r)" \
-    '{bench:"scale", stamp:$stamp, commit:$commit, n:$n,
+    '{bench:"scale", stamp:$stamp, command:$command, commit:$commit, n:$n,
       processes:{ssed:$ssed_p, ssed_bench:$bench_p},
       established:$est, failed:$failed, fail_reasons:$sum.fail_reasons, dropped:$sum.dropped,
       connect_s:$connect_s, sockets_per_ssed:[$fd_min, $fd_max],
