@@ -121,7 +121,6 @@ def memory_section(out):
 def chart(table, path):
     """Horizontal bars, log scale: user-space and kernel bytes per connection per server, at the
     largest N measured with one topic."""
-    points = {s: r for (s, t, n), r in table.items() if t == "single"}
     biggest = {}
     for (s, t, n), r in table.items():
         if t == "single" and n >= biggest.get(s, (0, None))[0]:
@@ -132,7 +131,7 @@ def chart(table, path):
     import math
 
     width, left, bar, gap = 760, 190, 14, 14
-    height = 60 + len(servers) * (2 * bar + gap) + 40
+    height = 55 + len(servers) * (2 * bar + gap) + 30
     lo, hi = 1, 100_000
     scale = lambda v: left + (width - left - 30) * (math.log10(max(v, lo)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
     n = max(biggest[s][0] for s in servers)
@@ -143,6 +142,11 @@ def chart(table, path):
         f'<rect x="{left}" y="30" width="12" height="10" fill="#1f77b4"/><text x="{left + 16}" y="39">user space (the server\'s RSS)</text>',
         f'<rect x="{left + 220}" y="30" width="12" height="10" fill="#bbbbbb"/><text x="{left + 236}" y="39">kernel (Slab, both socket ends)</text>',
     ]
+    bottom = 55 + len(servers) * (2 * bar + gap)
+    for tick in (1, 10, 100, 1_000, 10_000, 100_000):  # the grid first, so that bars cover it
+        x = scale(tick)
+        svg.append(f'<line x1="{x:.1f}" y1="50" x2="{x:.1f}" y2="{bottom}" stroke="#dddddd"/>')
+        svg.append(f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle">{tick:,} B</text>')
     y = 55
     for s in servers:
         r = biggest[s][1]
@@ -152,10 +156,6 @@ def chart(table, path):
             svg.append(f'<text x="{scale(value) + 4:.1f}" y="{y + bar - 3}">{value:,.0f} B</text>')
             y += bar
         y += gap
-    for tick in (1, 10, 100, 1_000, 10_000, 100_000):
-        x = scale(tick)
-        svg.append(f'<line x1="{x:.1f}" y1="50" x2="{x:.1f}" y2="{y}" stroke="#dddddd"/>')
-        svg.append(f'<text x="{x:.1f}" y="{y + 14}" text-anchor="middle">{tick:,} B</text>')
     svg.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(svg) + "\n")
@@ -200,6 +200,44 @@ def fanout_section(out):
                 + " The load generator shares the same two cores, which caps what a second worker can show here.\n"
             )
     out.append("Produced by:\n\n" + provenance({json.dumps(r["_meta"], sort_keys=True): r["_meta"] for r in rows}.values()) + "\n")
+
+
+def losses_section(out, memory):
+    """Every measured point where some other server does better than ssed, stated plainly."""
+    lines = []
+    single = {s: r for (s, t, n), r in memory.items() if t == "single" and n == max(n for (_, t2, n) in memory if t2 == "single")}
+    if "ssed" in single:
+        for s, r in single.items():
+            if s != "ssed" and r["user_bytes_per_conn"] < single["ssed"]["user_bytes_per_conn"]:
+                lines.append(f"- Memory: {LABELS[s]} keeps {fmt(r['user_bytes_per_conn'])} B of user space per idle connection at {r['n']:,}, ssed {fmt(single['ssed']['user_bytes_per_conn'])} B.")
+    fanout = latest(load("fanout"), lambda r: (r["server"], r["phase"], r["subscribers"]))
+    metrics = [
+        ("steady", "cpu_us_per_delivery", "CPU per delivered event at a steady rate", "µs", False),
+        ("steady", "latency_us.p50", "median delivery latency at a steady rate", "µs", False),
+        ("saturate", "cpu_us_per_delivery", "CPU per delivered event at saturation", "µs", False),
+        ("saturate", "delivered_per_s", "deliveries per second at saturation", "", True),
+        ("heartbeat", "cpu_us_per_heartbeat", "CPU per heartbeat", "µs", False),
+    ]
+    get = lambda row, path: row[path.split(".")[0]][path.split(".")[1]] if "." in path else row[path]
+    for (server, phase, subs), row in sorted(fanout.items(), key=lambda kv: (kv[0][2], order(kv[0][0]))):
+        if server.startswith("ssed"):
+            continue
+        mine = fanout.get(("ssed", phase, subs))
+        if not mine:
+            continue
+        for m_phase, key, what, unit, higher in metrics:
+            if m_phase != phase:
+                continue
+            theirs, ours = get(row, key), get(mine, key)
+            if (theirs > ours) if higher else (theirs < ours):
+                lines.append(f"- Fan-out to {subs:,}, {what}: {LABELS[server]} {fmt(theirs)}{unit and ' ' + unit}, ssed {fmt(ours)}{unit and ' ' + unit}.")
+    out.append("## Where ssed does not win\n")
+    out.append(
+        "Every point above where another server measured better than ssed (single runs on a shared, noisy machine: "
+        "differences of a few percent are within noise):\n"
+    )
+    out.append("\n".join(lines) if lines else "- None in this run.")
+    out.append("")
 
 
 def scale_section(out):
@@ -257,6 +295,7 @@ def main():
     table = memory_section(out)
     fanout_section(out)
     scale_section(out)
+    losses_section(out, table)
     chart(table, os.path.join(ROOT, "docs", "memory-per-connection.svg"))
     with open(os.path.join(ROOT, "docs", "benchmarks.md"), "w") as f:
         f.write("\n".join(out).rstrip() + "\n")
