@@ -65,15 +65,8 @@ for p in $(split_csv "$phases"); do
     case $p in steady|saturate|heartbeat) ;; *) die "unknown phase $p" ;; esac
 done
 
-install_trap
-need_tools
-[ "$build" = 0 ] || build_all
-[ -x "$BENCH" ] || die "$BENCH missing (cargo build --release --bin ssed-bench)"
-todo=()
-for s in $(split_csv "$servers"); do
-    if server_available "$s"; then todo+=("$s"); else log "SKIP $s: not built (see build-baselines.sh output)"; fi
-done
-[ ${#todo[@]} -gt 0 ] || die "no server to measure"
+prepare_servers "$servers" "$build"
+todo=("${AVAILABLE[@]}")
 
 mkdir -p "$RESULTS"
 out=$(results_file fanout)

@@ -105,6 +105,22 @@ server_available() {
     esac
 }
 
+# prepare_servers CSV BUILD: install the cleanup trap, check the tools, build everything (unless
+# BUILD is 0), and set AVAILABLE to the servers of CSV that can run; the others are skipped with
+# a message, never silently.
+prepare_servers() {
+    install_trap
+    need_tools
+    [ "$2" = 0 ] || build_all
+    [ -x "$BENCH" ] || die "$BENCH missing (cargo build --release --bin ssed-bench)"
+    AVAILABLE=()
+    local s
+    for s in $(split_csv "$1"); do
+        if server_available "$s"; then AVAILABLE+=("$s"); else log "SKIP $s: not built (see build-baselines.sh output)"; fi
+    done
+    [ ${#AVAILABLE[@]} -gt 0 ] || die "no server to measure"
+}
+
 # start_server NAME HEARTBEAT: starts it on a free port, waits until it listens.
 # Sets SERVER_PID (what to stop), MEASURE_PID (the process that holds the
 # connections: whose RSS and CPU to read), SERVER_PORT, SERVER_LOG.

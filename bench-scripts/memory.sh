@@ -54,15 +54,8 @@ for n in $(split_csv "$counts"); do
         || die "count $n: must be 1..19000 (20,000 open files per process)"
 done
 
-install_trap
-need_tools
-[ "$build" = 0 ] || build_all
-[ -x "$BENCH" ] || die "$BENCH missing (cargo build --release --bin ssed-bench)"
-todo=()
-for s in $(split_csv "$servers"); do
-    if server_available "$s"; then todo+=("$s"); else log "SKIP $s: not built (see build-baselines.sh output)"; fi
-done
-[ ${#todo[@]} -gt 0 ] || die "no server to measure"
+prepare_servers "$servers" "$build"
+todo=("${AVAILABLE[@]}")
 
 mkdir -p "$RESULTS"
 out=$(results_file memory)
