@@ -80,8 +80,13 @@ pub struct Config {
 
     /// Share events with every ssed process using this Redis (e.g. redis://127.0.0.1:6379/0):
     /// publishes go to a Redis stream that every process follows [default: none; events stay in
-    /// this process].
-    #[arg(long, env = "SSED_REDIS_URL", value_name = "URL")]
+    /// this process]. A password in the URL is never logged.
+    #[arg(
+        long,
+        env = "SSED_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub redis: Option<String>,
 
     /// With --redis: entries the shared stream `ssed:events` keeps (approximately), which bounds

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::event_log::{EventId, Retention};
 use crate::event_loop::{Settings, Worker, WAKER};
 use crate::publish::Hub;
-use crate::redis_broker::{self, BrokerSettings};
+use crate::redis_broker::{self, redacted, BrokerSettings};
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -125,7 +125,10 @@ impl Server {
             let (redis_link, commands, head) =
                 redis_broker::connect_at_startup(&broker_settings)
                     .map_err(|e| io::Error::new(io::ErrorKind::ConnectionRefused, e))?;
-            log::info!("following Redis stream at {url} after event {head}");
+            log::info!(
+                "following Redis stream at {} after event {head}",
+                redacted(url)
+            );
             link = Some(redis_link);
             stream_start = head;
             broker = Some((commands, broker_settings));
