@@ -86,14 +86,15 @@ impl Worker {
     /// - the stream to catch up, if the id is newer than what this worker has been handed yet
     ///   (the client learned it from another worker or process a moment ago).
     ///
-    /// Returns whether it attached.
-    pub(super) fn start_replay(&mut self, token: usize) -> bool {
+    /// `topic_name` saves a scan of the topic table when the caller knows it (a subscribe does;
+    /// a reconnect storm is exactly when many topics ask for their history at once).
+    pub(super) fn start_replay(&mut self, token: usize, topic_name: Option<&str>) {
         let ConnState::Parked {
             topic: topic_id,
             last_seen,
         } = self.conns[token].state
         else {
-            return false;
+            return;
         };
         let topic = self.topics.get_mut(topic_id);
         if let Some(redis) = self.hub.redis.as_ref().filter(|_| !topic.covers(last_seen)) {
@@ -101,7 +102,9 @@ impl Worker {
                 topic.history = History::Requested;
                 redis.send(crate::redis_broker::Command::History {
                     worker: self.index,
-                    topic: self.topics.name(topic_id).into(),
+                    topic: topic_name
+                        .unwrap_or_else(|| self.topics.name(topic_id))
+                        .into(),
                 });
             }
             if self.topics.get(topic_id).history == History::Requested {
@@ -109,19 +112,18 @@ impl Worker {
                     .entry(topic_id)
                     .or_default()
                     .push(token);
-                return false;
+                return;
             }
         }
         if last_seen > self.delivered_up_to && self.hub.may_still_arrive(last_seen) {
             self.awaiting_stream.push(token);
-            return false;
+            return;
         }
         let topic = self.topics.get_mut(topic_id);
         self.conns[token].state =
             ConnState::Subscriber(Subscriber::new(topic_id, topic.offset_after(last_seen)));
         subscribers::link(&mut self.conns, &mut topic.first_subscriber, token);
         self.touched_topics.push(topic_id);
-        true
     }
 
     /// Gives parked subscribers waiting on the stream another chance.
@@ -132,7 +134,7 @@ impl Worker {
                 .get(token)
                 .is_some_and(|c| matches!(c.state, ConnState::Parked { .. }))
             {
-                self.start_replay(token);
+                self.start_replay(token, None);
             }
         }
     }
@@ -164,7 +166,7 @@ impl Worker {
             if self.conns.get(token).is_some_and(
                 |c| matches!(c.state, ConnState::Parked { topic, .. } if topic == topic_id),
             ) {
-                self.start_replay(token);
+                self.start_replay(token, None);
             }
         }
     }

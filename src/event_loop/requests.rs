@@ -191,7 +191,7 @@ impl Worker {
                     topic: topic_id,
                     last_seen,
                 };
-                self.start_replay(token);
+                self.start_replay(token, Some(topic_name));
             }
         }
         self.stats().subscribers.fetch_add(1, Relaxed);
