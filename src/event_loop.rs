@@ -467,7 +467,7 @@ impl Worker {
         http: &mut HttpConn,
         rejection: Rejection,
         extra_headers: &str,
-    ) {
+    ) -> Next {
         self.stats()
             .reject(RejectReason::for_status(rejection.status));
         log::debug!(
@@ -485,6 +485,7 @@ impl Worker {
             false,
         );
         http.close_when_flushed = true;
+        Next::Continue
     }
 
     // ---- timers -------------------------------------------------------------------------------
@@ -508,8 +509,8 @@ impl Worker {
             let forgotten = self.topics.expire(self.now());
             if forgotten > 0 {
                 log::debug!("forgot {forgotten} unused topic(s)");
-                self.stats().topics.store(self.topics.len() as i64, Relaxed);
             }
+            self.stats().topics.store(self.topics.len() as i64, Relaxed);
         }
     }
 

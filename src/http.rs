@@ -43,10 +43,7 @@ impl Body<'_> {
 
 impl Request<'_> {
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|&(_, v)| v)
+        header_values(&self.headers, name).next()
     }
 
     pub fn header_str(&self, name: &str) -> Option<&str> {
@@ -125,12 +122,7 @@ pub fn parse_request(input: &[u8], max_body: usize) -> Parse<'_> {
         _ => return Parse::Invalid(Rejection::bad_request("malformed request line")),
     };
     let headers: Vec<(&str, &[u8])> = parsed.headers.iter().map(|h| (h.name, h.value)).collect();
-    let header = |name: &'static str| {
-        headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|&(_, v)| v)
-    };
+    let header = |name| header_values(&headers, name);
     let has_token = |name: &'static str, token: &str| {
         header(name).any(|v| {
             v.split(|&b| b == b',')
@@ -162,23 +154,51 @@ pub fn parse_request(input: &[u8], max_body: usize) -> Parse<'_> {
         })
         .map_or(target, |rest| rest.find('/').map_or("/", |at| &rest[at..]));
     let (path, query) = origin_form.split_once('?').unwrap_or((origin_form, ""));
-    let request = |body, len| Request {
-        method,
-        path,
-        query,
-        headers: headers.clone(),
-        body,
-        keep_alive,
-        len,
-    };
-    let rest = &input[head_len..];
+    match frame_body(&headers, &input[head_len..], max_body) {
+        Framing::Complete(body, body_len) => Parse::Complete(Request {
+            method,
+            path,
+            query,
+            headers,
+            body,
+            keep_alive,
+            len: head_len + body_len,
+        }),
+        Framing::Incomplete => Parse::Incomplete {
+            head_done: true,
+            expects_continue,
+        },
+        Framing::Invalid(rejection) => Parse::Invalid(rejection),
+    }
+}
 
+/// Every value of header `name` (names compare without case, RFC 9110 §5.1).
+fn header_values<'h, 'v>(
+    headers: &'h [(&str, &'v [u8])],
+    name: &'h str,
+) -> impl Iterator<Item = &'v [u8]> + 'h {
+    headers
+        .iter()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|&(_, v)| v)
+}
+
+enum Framing<'a> {
+    /// The body, and how many bytes of input it took (framing included).
+    Complete(Body<'a>, usize),
+    Incomplete,
+    Invalid(Rejection),
+}
+
+/// Finds the body that follows a request head in `rest` (RFC 9112 §6).
+fn frame_body<'a>(headers: &[(&str, &[u8])], rest: &'a [u8], max_body: usize) -> Framing<'a> {
+    let header = |name| header_values(headers, name);
     // RFC 9112 §6.1 and §6.3: chunked must be the final transfer coding, and a request carrying
     // both framings is refused rather than guessed at (request smuggling).
     let transfer_encodings: Vec<&[u8]> = header("transfer-encoding").collect();
     if !transfer_encodings.is_empty() {
         if header("content-length").next().is_some() {
-            return Parse::Invalid(Rejection::bad_request(
+            return Framing::Invalid(Rejection::bad_request(
                 "both Transfer-Encoding and Content-Length",
             ));
         }
@@ -189,19 +209,14 @@ pub fn parse_request(input: &[u8], max_body: usize) -> Parse<'_> {
             .next_back()
             .unwrap_or_default();
         if !last.eq_ignore_ascii_case(b"chunked") {
-            return Parse::Invalid(Rejection::bad_request(
+            return Framing::Invalid(Rejection::bad_request(
                 "unsupported Transfer-Encoding (only chunked)",
             ));
         }
         return match decode_chunked(rest, max_body) {
-            Chunked::Complete { body, len } => {
-                Parse::Complete(request(Body::Chunked(body), head_len + len))
-            }
-            Chunked::Incomplete => Parse::Incomplete {
-                head_done: true,
-                expects_continue,
-            },
-            Chunked::Invalid(rejection) => Parse::Invalid(rejection),
+            Chunked::Complete { body, len } => Framing::Complete(Body::Chunked(body), len),
+            Chunked::Incomplete => Framing::Incomplete,
+            Chunked::Invalid(rejection) => Framing::Invalid(rejection),
         };
     }
 
@@ -217,23 +232,17 @@ pub fn parse_request(input: &[u8], max_body: usize) -> Parse<'_> {
             };
             match parse(first) {
                 Some(n) if lengths.all(|other| parse(other) == Some(n)) => n,
-                _ => return Parse::Invalid(Rejection::bad_request("invalid Content-Length")),
+                _ => return Framing::Invalid(Rejection::bad_request("invalid Content-Length")),
             }
         }
     };
     if content_length > max_body {
-        return Parse::Invalid(Rejection::new(413, "body larger than --max-event-bytes"));
+        return Framing::Invalid(Rejection::new(413, "body larger than --max-event-bytes"));
     }
     if rest.len() < content_length {
-        return Parse::Incomplete {
-            head_done: true,
-            expects_continue,
-        };
+        return Framing::Incomplete;
     }
-    Parse::Complete(request(
-        Body::Whole(&rest[..content_length]),
-        head_len + content_length,
-    ))
+    Framing::Complete(Body::Whole(&rest[..content_length]), content_length)
 }
 
 enum Chunked {

@@ -95,10 +95,6 @@ impl Subscriber {
         }
     }
 
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-
     pub fn is_caught_up(&self, log: Option<&EventLog>) -> bool {
         self.offset == log.map_or(STREAM_ORIGIN, EventLog::end)
     }

@@ -69,7 +69,6 @@ impl Worker {
         }
         self.inbox = inbox;
         self.retry_parked();
-        self.stats().topics.store(self.topics.len() as i64, Relaxed);
         let mut touched = std::mem::take(&mut self.touched_topics);
         touched.sort_unstable();
         touched.dedup();
@@ -171,16 +170,27 @@ impl Worker {
         }
     }
 
-    pub(super) fn flush_topic(&mut self, topic: TopicId) {
-        let mut token = self.topics.get(topic).first_subscriber;
+    /// One write pass over a topic's subscribers from its shared log. Failures are settled after
+    /// the pass, because closing a subscriber changes the list being walked.
+    pub(super) fn flush_topic(&mut self, topic_id: TopicId) {
+        let topic = self.topics.get(topic_id);
+        let mut sent = 0;
+        let mut failed = std::mem::take(&mut self.failed_writes);
+        let mut token = topic.first_subscriber;
         while token != NO_SUBSCRIBER {
-            let next = match &self.conns[token as usize].state {
-                ConnState::Subscriber(sub) => sub.next,
-                _ => NO_SUBSCRIBER,
+            let conn = &mut self.conns[token as usize];
+            let ConnState::Subscriber(sub) = &mut conn.state else {
+                break;
             };
-            self.flush_subscriber(token as usize);
+            let next = sub.next;
+            match sub.flush(&mut conn.stream, topic.log(), &mut sent) {
+                Ok(Flush::CaughtUp | Flush::Blocked) => {}
+                outcome => failed.push((token as usize, outcome)),
+            }
             token = next;
         }
+        self.stats().bytes_sent.fetch_add(sent, Relaxed);
+        self.settle_failed(failed);
     }
 
     /// Starts a heartbeat on every caught-up subscriber; one that still has events pending is
@@ -207,6 +217,11 @@ impl Worker {
             }
         }
         self.stats().bytes_sent.fetch_add(sent, Relaxed);
+        self.settle_failed(failed);
+    }
+
+    /// Closes the subscribers a pass could not write to; hands the buffer back for reuse.
+    fn settle_failed(&mut self, mut failed: Vec<(usize, io::Result<Flush>)>) {
         for (token, outcome) in failed.drain(..) {
             self.settle_flush(token, outcome);
         }

@@ -29,32 +29,20 @@ impl Worker {
         }
         if path == "/healthz" || path == "/metrics" {
             if method != "GET" && method != "HEAD" {
-                self.reject(
-                    token,
-                    http,
-                    Rejection::new(405, "use GET"),
-                    "Allow: GET, HEAD\r\n",
-                );
-                return Next::Continue;
+                let rejection = Rejection::new(405, "use GET");
+                return self.reject(token, http, rejection, "Allow: GET, HEAD\r\n");
             }
             let redis = self.hub.redis.as_ref();
             let redis_down = redis.is_some_and(|link| !link.connected.load(Relaxed));
-            let (status, body) = if path == "/healthz" && redis_down {
-                (503, "redis unavailable\n".to_string())
-            } else if path == "/healthz" {
-                (200, "ok\n".to_string())
-            } else {
-                let workers: Vec<&WorkerStats> = self.hub.worker_stats.iter().collect();
-                let extra = redis.map(|link| link.metrics()).unwrap_or_default();
-                (
-                    200,
-                    metrics::render(&self.hub.global_stats, &workers, &extra),
-                )
-            };
-            let content_type = if path == "/healthz" {
-                "text/plain"
-            } else {
-                "text/plain; version=0.0.4"
+            let (status, content_type, body) = match path {
+                "/healthz" if redis_down => (503, "text/plain", "redis unavailable\n".to_string()),
+                "/healthz" => (200, "text/plain", "ok\n".to_string()),
+                _ => {
+                    let workers: Vec<&WorkerStats> = self.hub.worker_stats.iter().collect();
+                    let extra = redis.map(|link| link.metrics()).unwrap_or_default();
+                    let text = metrics::render(&self.hub.global_stats, &workers, &extra);
+                    (200, "text/plain; version=0.0.4", text)
+                }
             };
             let body = if method == "HEAD" { "" } else { &body };
             http::write_response(
@@ -68,24 +56,14 @@ impl Worker {
             return Next::Continue;
         }
         let Some(topic) = path.strip_prefix("/events/") else {
-            self.reject(
-                token,
-                http,
-                Rejection::new(404, "no such path; use /events/<topic>"),
-                "",
-            );
-            return Next::Continue;
+            let rejection = Rejection::new(404, "no such path; use /events/<topic>");
+            return self.reject(token, http, rejection, "");
         };
         if !http::valid_topic(topic) {
-            self.reject(
-                token,
-                http,
-                Rejection::bad_request(
-                    "a topic is 1-256 characters of A-Z a-z 0-9 - _ . ~ / with no empty segment",
-                ),
-                &cors,
+            let rejection = Rejection::bad_request(
+                "a topic is 1-256 characters of A-Z a-z 0-9 - _ . ~ / with no empty segment",
             );
-            return Next::Continue;
+            return self.reject(token, http, rejection, &cors);
         }
         match method {
             "GET" => self.subscribe(token, request, topic, http, &cors),
@@ -103,13 +81,8 @@ impl Worker {
                 Next::Continue
             }
             _ => {
-                self.reject(
-                    token,
-                    http,
-                    Rejection::new(405, "use GET to subscribe or POST to publish"),
-                    "Allow: GET, POST, OPTIONS\r\n",
-                );
-                Next::Continue
+                let rejection = Rejection::new(405, "use GET to subscribe or POST to publish");
+                self.reject(token, http, rejection, "Allow: GET, POST, OPTIONS\r\n")
             }
         }
     }
@@ -137,43 +110,12 @@ impl Worker {
         cors: &str,
     ) -> Next {
         if !request.body.bytes().is_empty() {
-            self.reject(
-                token,
-                http,
-                Rejection::bad_request("a subscribe request has no body"),
-                cors,
-            );
-            return Next::Continue;
+            let rejection = Rejection::bad_request("a subscribe request has no body");
+            return self.reject(token, http, rejection, cors);
         }
-        // The header is newer than the query: EventSource sends it on every reconnect, while the
-        // URL still carries the id the page started from.
-        let last_seen = match request
-            .header_str("last-event-id")
-            .filter(|v| !v.is_empty())
-        {
-            Some(value) => Some(Ok(value.to_string())),
-            None => request
-                .query_param("lastEventId")
-                .filter(|v| v.as_ref().map_or(true, |v| !v.is_empty())),
-        };
-        let last_seen = match last_seen {
-            None => None,
-            Some(Ok(text)) => match EventId::parse(&text) {
-                Some(id) => Some(id),
-                None => {
-                    self.reject(
-                        token,
-                        http,
-                        Rejection::bad_request("Last-Event-ID is not an event id (ms-seq)"),
-                        cors,
-                    );
-                    return Next::Continue;
-                }
-            },
-            Some(Err(rejection)) => {
-                self.reject(token, http, rejection, cors);
-                return Next::Continue;
-            }
+        let last_seen = match last_event_id(request) {
+            Ok(last_seen) => last_seen,
+            Err(rejection) => return self.reject(token, http, rejection, cors),
         };
 
         let now = self.now();
@@ -195,7 +137,6 @@ impl Worker {
             }
         }
         self.stats().subscribers.fetch_add(1, Relaxed);
-        self.stats().topics.store(self.topics.len() as i64, Relaxed);
 
         let mut head = std::mem::take(&mut http.output);
         head.extend_from_slice(
@@ -350,6 +291,29 @@ pub fn may_publish(
             "only loopback clients may publish unless --publish-token is set",
         )),
     }
+}
+
+/// The id a reconnecting client last saw. The header wins over the query: EventSource sends the
+/// header on every reconnect, while the URL still carries the id the page started from.
+fn last_event_id(request: &Request<'_>) -> Result<Option<EventId>, Rejection> {
+    let text = match request
+        .header_str("last-event-id")
+        .filter(|v| !v.is_empty())
+    {
+        Some(value) => value.to_string(),
+        None => match request.query_param("lastEventId") {
+            None => return Ok(None),
+            Some(value) => value?,
+        },
+    };
+    if text.is_empty() {
+        return Ok(None);
+    }
+    EventId::parse(&text)
+        .map(Some)
+        .ok_or(Rejection::bad_request(
+            "Last-Event-ID is not an event id (ms-seq)",
+        ))
 }
 
 fn answer_published(
