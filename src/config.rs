@@ -54,6 +54,11 @@ pub struct Config {
     #[arg(long, default_value_t = 300)]
     pub topic_ttl: u64,
 
+    /// Most topics held at once, over all workers (split evenly between them); a subscribe or
+    /// publish that would create one more is answered 503 and counted.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_topics: u64,
+
     /// Largest accepted event body; larger publishes are answered 413.
     #[arg(long, default_value_t = 65536)]
     pub max_event_bytes: usize,

@@ -40,16 +40,41 @@ impl EventId {
         })
     }
 
+    /// The id just before this one (nothing lies between them).
+    pub fn before(self) -> EventId {
+        match self.seq {
+            0 => EventId {
+                ms: self.ms.saturating_sub(1),
+                seq: u64::MAX,
+            },
+            seq => EventId {
+                ms: self.ms,
+                seq: seq - 1,
+            },
+        }
+    }
+
+    /// The id just after this one (nothing lies between them).
+    pub fn after(self) -> EventId {
+        match self.seq {
+            u64::MAX => EventId {
+                ms: self.ms.saturating_add(1),
+                seq: 0,
+            },
+            seq => EventId {
+                ms: self.ms,
+                seq: seq + 1,
+            },
+        }
+    }
+
     /// The next id after `self` at wall-clock time `now_ms`: never goes backwards, even if the
     /// clock does.
     pub fn next(self, now_ms: u64) -> EventId {
         if now_ms > self.ms {
             EventId { ms: now_ms, seq: 0 }
         } else {
-            EventId {
-                ms: self.ms,
-                seq: self.seq + 1,
-            }
+            self.after()
         }
     }
 }
@@ -97,6 +122,13 @@ pub fn encode_event(id: EventId, event_type: Option<&str>, data: &str) -> Vec<u8
     out
 }
 
+/// The event that tells a client it may have missed events of `topic` (docs/design.md, "No
+/// silent gaps"). It has no `id:` field, so the client's Last-Event-ID stays the last real event
+/// it received.
+pub fn encode_gap(topic: &str) -> Vec<u8> {
+    format!("event: ssed-gap\ndata: {topic}\n\n").into_bytes()
+}
+
 /// Retention limits of one topic's log.
 #[derive(Clone, Copy, Debug)]
 pub struct Retention {
@@ -116,6 +148,11 @@ pub struct EventLog {
     base: u64,
     /// Id and absolute start offset of every retained event, in id order.
     events: VecDeque<(EventId, u64)>,
+    /// The newest event this log no longer has (or cannot vouch for): a client that last saw
+    /// an older id may have missed events.
+    horizon: EventId,
+    /// The newest event ever appended, retained or not.
+    newest: EventId,
 }
 
 impl Default for EventLog {
@@ -124,11 +161,31 @@ impl Default for EventLog {
             bytes: VecDeque::new(),
             base: STREAM_ORIGIN,
             events: VecDeque::new(),
+            horizon: EventId::default(),
+            newest: EventId::default(),
         }
     }
 }
 
 impl EventLog {
+    /// An empty log that cannot vouch for anything before `horizon`.
+    pub fn with_horizon(horizon: EventId) -> EventLog {
+        EventLog {
+            horizon,
+            ..EventLog::default()
+        }
+    }
+
+    /// A client whose last seen id is older than this may have missed events this log no
+    /// longer has.
+    pub fn horizon(&self) -> EventId {
+        self.horizon
+    }
+
+    pub fn newest_id(&self) -> EventId {
+        self.newest
+    }
+
     /// Offset one past the last retained byte: where a caught-up subscriber stands.
     pub fn end(&self) -> u64 {
         self.base + self.bytes.len() as u64
@@ -151,6 +208,7 @@ impl EventLog {
     pub fn append(&mut self, id: EventId, encoded: &[u8], retention: Retention) {
         self.events.push_back((id, self.end()));
         self.bytes.extend(encoded);
+        self.newest = self.newest.max(id);
         self.enforce(retention);
     }
 
@@ -164,12 +222,23 @@ impl EventLog {
 
     /// Places older events (ascending ids) in front of the retained ones, skipping any that are not
     /// older than the first retained event. Offsets already handed out keep their meaning: the
-    /// stream grows backwards from its base. Retention then applies as usual.
-    pub fn prepend(&mut self, older: &[EncodedEvent], retention: Retention) {
+    /// stream grows backwards from its base. Retention then applies as usual. `complete` says
+    /// whether `older` is all there was; if not, the log cannot vouch for what came before it.
+    /// Events newer than `up_to` are left out: they arrive live.
+    pub fn prepend(
+        &mut self,
+        older: &[EncodedEvent],
+        retention: Retention,
+        complete: bool,
+        up_to: EventId,
+    ) {
+        if let (false, Some((oldest, _))) = (complete, older.first()) {
+            self.horizon = self.horizon.max(oldest.before());
+        }
         let first = self.first_id();
         let older: Vec<_> = older
             .iter()
-            .filter(|(id, _)| first.is_none_or(|first| *id < first))
+            .filter(|(id, _)| *id <= up_to && first.is_none_or(|first| *id < first))
             .collect();
         let total: usize = older.iter().map(|(_, bytes)| bytes.len()).sum();
         if older.is_empty() || total as u64 > self.base {
@@ -193,13 +262,16 @@ impl EventLog {
 
     /// Drops every retained event; the stream's offsets carry on from where they were.
     pub fn clear(&mut self) {
+        self.horizon = self.horizon.max(self.newest);
         self.base = self.end();
         self.bytes = VecDeque::new();
         self.events = VecDeque::new();
     }
 
     fn drop_oldest(&mut self) {
-        self.events.pop_front();
+        if let Some((id, _)) = self.events.pop_front() {
+            self.horizon = self.horizon.max(id);
+        }
         let new_base = self.events.front().map_or(self.end(), |&(_, start)| start);
         self.bytes.drain(..(new_base - self.base) as usize);
         self.base = new_base;
@@ -337,7 +409,7 @@ mod tests {
             .iter()
             .map(|&(seq, text)| (id(seq), text.as_bytes().into()))
             .collect();
-        log.prepend(&older, retention);
+        log.prepend(&older, retention, true, id(99));
         assert_eq!(
             pending(&log, log.offset_after(EventId::default())),
             b"a;b;c;",

@@ -1,31 +1,36 @@
 //! The event loop: one thread, one mio `Poll`, one listener, and every connection it accepted.
 //!
-//! A connection's life (docs/design.md has the picture):
-//! `AwaitingRequest` → (request in pieces: `Http`) → either `Subscriber` until the client goes, or
-//! answered (publish, /metrics, ...) and back to `AwaitingRequest` for the next request.
+//! Each turn of the loop: poll; apply the mailbox (events, the broker's answers); drive the
+//! connections that are ready; then the posted work, each within a budget: connections with
+//! work left from earlier turns, accepts, fan-out, replay starts, heartbeats, timeouts and
+//! topic expiry. Whatever a budget does not cover stays queued with its cursor, and the next
+//! poll does not wait while anything is queued. So no connection, topic or pass holds the
+//! worker for more than about a millisecond while others wait (HAProxy's run queue and
+//! nginx's posted events are the models).
 //!
-//! mio is edge-triggered: every handler reads, writes or accepts until `WouldBlock`, or the event
-//! is lost. Timers (heartbeats, header timeouts, topic expiry, accept back-off) are the `poll`
-//! timeout; events from other workers arrive through the hub's mailbox and this loop's `Waker`.
+//! mio is edge-triggered: a readiness event is not repeated, so every piece of work that stops
+//! before `WouldBlock` (a budget, a cap) is remembered and resumed, never dropped.
 //!
-//! This file drives sockets: accepting, reading requests, writing responses, timers, closing.
-//! What a request does is in `requests.rs`; how events reach subscribers is in `delivery.rs`.
+//! What a connection does with its bytes is `connection.rs`; what a request does is
+//! `requests.rs`; fan-out and heartbeats are `delivery.rs`; replay is `replay.rs`.
 
-mod delivery;
-mod requests;
-
-pub use requests::may_publish;
-
-use crate::event_log::EventId;
-use crate::http::{self, Parse, Rejection};
+use crate::connection::{Connection, Drive, ExchangePool, Ready, State, LINGER_SECS};
+use crate::delivery::Delivery;
+use crate::event_log::encode_gap;
+use crate::http::Rejection;
+use crate::mailbox::Message;
 use crate::metrics::{RejectReason, WorkerStats};
-use crate::publish::{Hub, Message};
-use crate::subscribers::{self, ConnState, Connection, Flush, HttpConn};
-use crate::topics::{TopicId, Topics};
+use crate::publish::Hub;
+use crate::replay::{Parked, Replay};
+use crate::requests::{answer_published, Handler, Peer, Refusal, Resume, SubscribeTo};
+use crate::settings::Settings;
+use crate::subscribers::{write_some, Flush, Subscriber};
+use crate::topics::Topics;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
-use std::io::{self, IoSlice, Read as _};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,60 +38,46 @@ use std::time::{Duration, Instant};
 pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
 
-const SCRATCH_BYTES: usize = 16 * 1024;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// What every worker needs to know, derived once from the command line.
-#[derive(Debug)]
-pub struct Settings {
-    pub heartbeat_every: Option<Duration>,
-    pub heartbeat: Vec<u8>,
-    pub retry_ms: Option<u32>,
-    pub retention: crate::event_log::Retention,
-    pub topic_ttl_secs: u32,
-    pub max_event_bytes: usize,
-    pub send_buffer: usize,
-    pub header_timeout_secs: u32,
-    pub publish_token: Option<String>,
-    pub cors_origins: Vec<String>,
-}
-
-/// What to do with a connection after one request.
-enum Next {
-    /// Answered; read the next request.
-    Continue,
-    /// It is a subscriber now (or was closed while becoming one).
-    Subscribed,
-}
+/// Work per turn of the loop, by kind. A subscriber write or a heartbeat costs a few
+/// microseconds; these keep a turn around a millisecond on this class of machine.
+const ACCEPTS_PER_TURN: usize = 128;
+const WRITES_PER_TURN: usize = 512;
+const REPLAYS_PER_TURN: usize = 64;
+const HEARTBEATS_PER_TURN: usize = 512;
+const TIMEOUT_SCAN_PER_TURN: usize = 16 * 1024;
+const TOPIC_EXPIRY_PER_TURN: usize = 4096;
+/// The connection table is reserved up to this many entries and grows beyond it only as
+/// connections come: startup never depends on the open-file limit.
+const RESERVED_CONNECTIONS: usize = 16 * 1024;
 
 pub struct Worker {
     index: usize,
     poll: Poll,
     listener: Option<TcpListener>,
+    /// The listener may have connections waiting that this turn's budget did not take.
+    accept_pending: bool,
     hub: Arc<Hub>,
     settings: Arc<Settings>,
     conns: Slab<Connection>,
     max_connections: usize,
+    pool: ExchangePool,
     topics: Topics,
-    started: Instant,
-    scratch: Vec<u8>,
+    delivery: Delivery,
+    replay: Replay,
+    /// Connections with work left over from an earlier turn.
+    run_queue: VecDeque<usize>,
     inbox: Vec<Message>,
-    /// Connections waiting for a topic's history from the broker (Redis mode).
-    awaiting_history: std::collections::HashMap<TopicId, Vec<usize>>,
-    /// Parked subscribers whose Last-Event-ID this worker has not been handed yet.
-    awaiting_stream: Vec<usize>,
-    /// The newest event id handed to this worker (ids are ordered across all topics).
-    delivered_up_to: EventId,
-    /// Tags each publish handed to the broker, so a late answer finds the right connection.
+    failed: Vec<(usize, io::Result<Flush>)>,
     next_serial: u64,
-    touched_topics: Vec<TopicId>,
-    /// Reused buffer of subscribers whose heartbeat failed, settled after the pass.
-    failed_writes: Vec<(usize, io::Result<Flush>)>,
+    started: Instant,
     accept_paused_until: Option<Instant>,
     accept_errors_unlogged: u64,
     accept_error_logged_at: Option<Instant>,
-    next_heartbeat: Option<Instant>,
     next_housekeeping: Instant,
+    /// Where the header-timeout scan of the connection table resumes; `None` between scans.
+    timeout_scan: Option<usize>,
+    heartbeats_pending: bool,
     rng: u64,
 }
 
@@ -106,25 +97,29 @@ impl Worker {
             index,
             poll,
             listener: Some(listener),
-            // Reserving the whole table up front costs address space, not memory: pages are only
-            // touched as entries are used, and the table never reallocates under load.
-            conns: Slab::with_capacity(max_connections),
+            accept_pending: false,
+            conns: Slab::with_capacity(max_connections.min(RESERVED_CONNECTIONS)),
             max_connections,
-            topics: Topics::new(settings.retention, settings.topic_ttl_secs),
-            started: now,
-            scratch: Vec::with_capacity(SCRATCH_BYTES),
+            pool: ExchangePool::default(),
+            topics: Topics::new(
+                settings.retention,
+                settings.topic_ttl_secs,
+                settings.max_topics,
+                hub.broker.fresh_horizon(),
+            ),
+            delivery: Delivery::new(settings.heartbeat.clone(), settings.heartbeat_every),
+            replay: Replay::new(hub.broker.stream_start()),
+            run_queue: VecDeque::new(),
             inbox: Vec::new(),
-            awaiting_history: Default::default(),
-            awaiting_stream: Vec::new(),
-            delivered_up_to: hub.stream_start(),
+            failed: Vec::new(),
             next_serial: 0,
-            touched_topics: Vec::new(),
-            failed_writes: Vec::new(),
+            started: now,
             accept_paused_until: None,
             accept_errors_unlogged: 0,
             accept_error_logged_at: None,
-            next_heartbeat: settings.heartbeat_every.map(|every| now + every),
             next_housekeeping: now + Duration::from_secs(1),
+            timeout_scan: None,
+            heartbeats_pending: false,
             rng: seed(index),
             hub,
             settings,
@@ -135,31 +130,51 @@ impl Worker {
         &self.hub.worker_stats[self.index]
     }
 
+    /// Seconds since the worker started: the clock of timeouts and topic ages.
     fn now(&self) -> u32 {
         self.started.elapsed().as_secs() as u32
+    }
+
+    fn has_work(&self) -> bool {
+        !self.run_queue.is_empty()
+            || self.accept_pending
+            || self.delivery.has_work()
+            || self.replay.has_work()
+            || self.heartbeats_pending
+            || self.timeout_scan.is_some()
     }
 
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.next_timer().saturating_duration_since(Instant::now());
+            let timeout = if self.has_work() {
+                Duration::ZERO
+            } else {
+                self.next_timer().saturating_duration_since(Instant::now())
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
-            // Events published before this wake-up are applied before any request is read, so
-            // a client that was told an id finds its event here (see `start_replay`).
+            self.stats().turned();
+            // Events published before this wake-up are applied before any request is read, so a
+            // client that was told an id finds its event here (see replay.rs).
             self.deliver_messages();
+            let queued = self.run_queue.len();
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept_all(),
+                    LISTENER => self.accept_pending = true,
                     WAKER => {}
                     Token(token) => {
-                        let readable =
-                            event.is_readable() || event.is_read_closed() || event.is_error();
-                        self.on_connection_event(token, readable, event.is_writable());
+                        let ready = Ready {
+                            readable: event.is_readable()
+                                || event.is_read_closed()
+                                || event.is_error(),
+                            writable: event.is_writable(),
+                        };
+                        self.on_ready(token, ready);
                     }
                 }
             }
@@ -167,14 +182,14 @@ impl Worker {
                 self.shut_down();
                 return Ok(());
             }
-            self.deliver_messages();
+            self.run_posted(queued);
             self.run_timers();
         }
     }
 
     fn next_timer(&self) -> Instant {
         let mut next = self.next_housekeeping;
-        if let Some(at) = self.next_heartbeat {
+        if let Some(at) = self.delivery.next_heartbeat(Instant::now()) {
             next = next.min(at);
         }
         if let Some(at) = self.accept_paused_until {
@@ -183,24 +198,81 @@ impl Worker {
         next
     }
 
+    /// The work queued by earlier turns, each kind within its budget.
+    fn run_posted(&mut self, queued: usize) {
+        for _ in 0..queued {
+            let Some(token) = self.run_queue.pop_front() else {
+                break;
+            };
+            self.drive(token, Ready::default());
+        }
+        if self.accept_pending && self.accept_paused_until.is_none() {
+            self.accept_some();
+        }
+        let mut sent = 0;
+        let mut failed = std::mem::take(&mut self.failed);
+        self.delivery.run(
+            &mut self.conns,
+            &mut self.topics,
+            WRITES_PER_TURN,
+            &mut sent,
+            &mut failed,
+        );
+        self.replay.run(
+            &mut self.conns,
+            &mut self.topics,
+            &self.hub.broker,
+            self.index,
+            REPLAYS_PER_TURN,
+            &mut sent,
+            &mut failed,
+        );
+        self.stats().bytes_sent.fetch_add(sent, Relaxed);
+        self.settle(failed);
+    }
+
+    /// Closes the subscribers a pass could not write to; keeps the buffer for reuse.
+    fn settle(&mut self, mut failed: Vec<(usize, io::Result<Flush>)>) {
+        for (token, outcome) in failed.drain(..) {
+            match outcome {
+                Ok(Flush::CaughtUp | Flush::Blocked) => {}
+                Ok(Flush::FellBehind) => {
+                    self.stats().slow_dropped.fetch_add(1, Relaxed);
+                    log::debug!(
+                        "subscriber {token} fell behind retained history; disconnecting it"
+                    );
+                    self.close(token);
+                }
+                Err(e) => {
+                    log::debug!("subscriber {token}: {e}");
+                    self.close(token);
+                }
+            }
+        }
+        self.failed = failed;
+    }
+
     // ---- accepting ---------------------------------------------------------------------------
 
-    fn accept_all(&mut self) {
-        if self.accept_paused_until.is_some() {
-            return;
-        }
-        loop {
+    fn accept_some(&mut self) {
+        for _ in 0..ACCEPTS_PER_TURN {
             let Some(listener) = &self.listener else {
                 return;
             };
             match listener.accept() {
                 Ok((stream, peer)) => {
                     self.stats().accepted.fetch_add(1, Relaxed);
-                    self.admit(stream, peer.ip().to_canonical().is_loopback());
+                    let peer = Peer {
+                        loopback: peer.ip().to_canonical().is_loopback(),
+                    };
+                    self.admit(stream, peer);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_pending = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
                     // EMFILE, ENFILE, ENOBUFS...: the connection stays in the backlog, and
                     // retrying at once would spin; try again after a pause.
@@ -225,20 +297,13 @@ impl Worker {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream, from_loopback: bool) {
-        if self.conns.len() >= self.max_connections {
-            self.stats().reject(RejectReason::MaxConnections);
-            log::debug!("refusing a connection: at --max-connections");
-            let mut response = Vec::new();
-            http::write_response(
-                &mut response,
-                503,
-                "Retry-After: 5\r\n",
-                "text/plain",
-                b"server at connection limit\n",
-                false,
-            );
-            let _ = subscribers::write_some(&mut stream, &[IoSlice::new(&response)]);
+    fn admit(&mut self, mut stream: TcpStream, peer: Peer) {
+        let now = self.now();
+        let over_limit = self.conns.len() >= self.max_connections;
+        // Refused connections linger briefly (so the 503 is read, not reset); their number is
+        // bounded too, past which they are simply closed.
+        if over_limit && self.conns.len() >= self.max_connections + self.max_connections / 16 + 16 {
+            self.hub.worker_stats[self.index].reject(RejectReason::MaxConnections);
             return;
         }
         let socket = socket2::SockRef::from(&stream);
@@ -256,236 +321,184 @@ impl Worker {
             log::warn!("could not register a new connection: {e}");
             return;
         }
-        let since = self.started.elapsed().as_secs() as u32;
-        entry.insert(Connection {
-            stream,
-            from_loopback,
-            state: ConnState::AwaitingRequest { since },
-        });
-        self.stats().connections.fetch_add(1, Relaxed);
+        self.hub.worker_stats[self.index]
+            .connections
+            .fetch_add(1, Relaxed);
+        if over_limit {
+            self.hub.worker_stats[self.index].reject(RejectReason::MaxConnections);
+            log::debug!("refusing a connection: at --max-connections");
+            let refusal = Refusal::new(
+                Rejection::new(503, "server at connection limit"),
+                "Retry-After: 5\r\n".into(),
+            );
+            entry.insert(Connection::refused(
+                stream,
+                peer,
+                now,
+                &refusal,
+                &mut self.pool,
+            ));
+            self.drive(token, Ready::default());
+        } else {
+            entry.insert(Connection::new(stream, peer, now));
+        }
     }
 
-    // ---- connection events -------------------------------------------------------------------
+    // ---- connections -------------------------------------------------------------------------
 
-    fn on_connection_event(&mut self, token: usize, readable: bool, writable: bool) {
+    fn on_ready(&mut self, token: usize, ready: Ready) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        match &conn.state {
-            ConnState::Subscriber(_) => {
-                if readable && !self.drain_subscriber_input(token) {
-                    return;
+        match conn.state() {
+            State::Subscriber(_) | State::Parked(_) => {
+                if ready.readable {
+                    if let Some(why) = conn.check_subscriber_input() {
+                        log::debug!("subscriber {token}: {why}; closing");
+                        if why == "sent bytes after its request" {
+                            self.stats().reject(RejectReason::SubscriberInput);
+                        }
+                        self.close(token);
+                        return;
+                    }
                 }
-                if writable {
+                if ready.writable && matches!(conn.state(), State::Subscriber(_)) {
                     self.flush_subscriber(token);
                 }
             }
-            ConnState::Parked { .. } => {
-                if readable {
-                    self.drain_subscriber_input(token);
-                }
-            }
-            ConnState::AwaitingRequest { .. } => {
-                if readable {
-                    self.on_request_bytes(token);
-                }
-            }
-            ConnState::Http(_) => {
-                if readable {
-                    self.on_request_bytes(token);
-                } else if writable {
-                    self.continue_http(token, None);
-                }
-            }
+            State::AwaitingRequest { .. } | State::Http(_) => self.drive(token, ready),
         }
     }
 
-    /// A subscriber has nothing to say after its request; reading only tells whether it is gone.
-    /// Returns false if the connection was closed.
-    fn drain_subscriber_input(&mut self, token: usize) -> bool {
-        let stream = &mut self.conns[token].stream;
-        let mut sink = [0u8; 512];
-        loop {
-            match stream.read(&mut sink) {
-                Ok(0) => break,
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::debug!("subscriber {token}: {e}");
-                    break;
-                }
-            }
-        }
-        self.close(token);
-        false
-    }
-
-    /// Reads what the client sent and answers every complete request in it, in order.
-    fn on_request_bytes(&mut self, token: usize) {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        loop {
-            scratch.clear();
-            let Some(conn) = self.conns.get_mut(token) else {
-                break;
-            };
-            let buffered = match &conn.state {
-                ConnState::Http(http) => http.input.len(),
-                ConnState::AwaitingRequest { .. } => 0,
-                ConnState::Subscriber(_) | ConnState::Parked { .. } => break,
-            };
-            // Enough for any acceptable request; more unanswered input than that is refused by the
-            // parser (431 or 413) rather than buffered.
-            let limit = (http::MAX_HEAD_BYTES + 64 * 1024)
-                .saturating_add(self.settings.max_event_bytes.saturating_mul(2));
-            let room = limit.saturating_sub(buffered);
-            if room == 0 {
-                log::debug!(
-                    "connection {token}: over {limit} bytes of unanswerable input; closing"
-                );
-                self.stats().reject(RejectReason::BodyTooLarge);
-                self.close(token);
-                break;
-            }
-            let read = read_available(&mut conn.stream, &mut scratch, room);
-            if read == Read::Failed {
-                self.close(token);
-                break;
-            }
-            self.continue_http(token, Some((&scratch, read == Read::Eof)));
-            // Edge-triggered: bytes left in the socket will not be announced again.
-            if read != Read::Full {
-                break;
-            }
-        }
-        self.scratch = scratch;
-    }
-
-    /// Runs a plain-HTTP connection forward: parse and answer requests from its input (plus
-    /// `fresh` bytes just read), write its output, and settle its next state.
-    fn continue_http(&mut self, token: usize, fresh: Option<(&[u8], bool)>) {
+    /// Runs a connection's HTTP machine and carries out what it asks for.
+    fn drive(&mut self, token: usize, ready: Ready) {
         let now = self.now();
-        let state = std::mem::replace(
-            &mut self.conns[token].state,
-            ConnState::AwaitingRequest { since: now },
-        );
-        let mut http = match state {
-            ConnState::AwaitingRequest { since } => Box::new(HttpConn {
-                since,
-                ..HttpConn::default()
-            }),
-            ConnState::Http(http) => http,
-            ConnState::Subscriber(_) | ConnState::Parked { .. } => {
-                unreachable!("continue_http on a subscriber")
-            }
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
         };
-        let mut fresh_bytes: &[u8] = &[];
-        if let Some((bytes, peer_closed)) = fresh {
-            http.peer_closed |= peer_closed;
-            if http.input.is_empty() {
-                fresh_bytes = bytes;
-            } else {
-                http.input.extend_from_slice(bytes);
-            }
-        }
-        let input_owned = std::mem::take(&mut http.input);
-        let input: &[u8] = if input_owned.is_empty() {
-            fresh_bytes
-        } else {
-            &input_owned
+        let mut handler = Handler {
+            index: self.index,
+            hub: &self.hub,
+            settings: &self.settings,
+            topics: &mut self.topics,
+            now,
+            next_serial: &mut self.next_serial,
         };
-
-        let mut consumed = 0;
-        while !http.close_when_flushed && http.awaiting.is_none() && consumed < input.len() {
-            match http::parse_request(&input[consumed..], self.settings.max_event_bytes) {
-                Parse::Complete(request) => {
-                    consumed += request.len;
-                    http.continue_sent = false;
-                    match self.answer(token, &request, &mut http) {
-                        Next::Subscribed => return,
-                        Next::Continue => {
-                            if !request.keep_alive {
-                                http.close_when_flushed = true;
-                            }
-                            http.since = now;
-                        }
-                    }
-                }
-                Parse::Incomplete {
-                    head_done,
-                    expects_continue,
-                } => {
-                    if head_done && expects_continue && !http.continue_sent {
-                        http.output
-                            .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-                        http.continue_sent = true;
-                    }
-                    break;
-                }
-                Parse::Invalid(rejection) => {
-                    self.reject(token, &mut http, rejection, "");
-                    break;
-                }
-            }
-        }
-        if !http.close_when_flushed && consumed < input.len() {
-            http.input = input[consumed..].to_vec();
-        }
-
-        let conn = &mut self.conns[token];
-        if !http.output.is_empty() {
-            match subscribers::write_some(&mut conn.stream, &[IoSlice::new(&http.output)]) {
-                Ok(Some(n)) => {
-                    http.output.drain(..n);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    log::debug!("connection {token}: {e}");
-                    self.close(token);
-                    return;
-                }
-            }
-        }
-        let done_writing = http.output.is_empty();
-        if done_writing && http.awaiting.is_none() && (http.close_when_flushed || http.peer_closed)
-        {
-            self.close(token);
-        } else if done_writing
-            && http.input.is_empty()
-            && !http.continue_sent
-            && http.awaiting.is_none()
-        {
-            conn.state = ConnState::AwaitingRequest { since: http.since };
-        } else {
-            conn.state = ConnState::Http(http);
+        match conn.drive(now, ready, &mut handler, token, &mut self.pool) {
+            Drive::Wait => {}
+            Drive::Again => self.run_queue.push_back(token),
+            Drive::Close => self.close(token),
+            Drive::Subscribe(to, preamble) => self.subscribe(token, to, preamble),
         }
     }
 
-    fn reject(
+    /// Makes a connection a subscriber: links it at the topic's end, or parks it for replay;
+    /// then writes the stream head.
+    fn subscribe(&mut self, token: usize, to: SubscribeTo, mut preamble: Vec<u8>) {
+        let topic = self.topics.get_mut(to.topic);
+        let conn = &mut self.conns[token];
+        match to.resume {
+            Resume::Live => {
+                conn.set_state(State::Subscriber(Subscriber::new(to.topic, topic.end())));
+                topic.subscribers_mut().link(&mut self.conns, token);
+            }
+            Resume::After(id) => {
+                conn.set_state(State::Parked(Parked::new(to.topic, Some(id))));
+                topic.subscribers_mut().add_parked();
+                self.replay.park(token);
+            }
+            Resume::Unplaceable => {
+                conn.set_state(State::Parked(Parked::new(to.topic, None)));
+                topic.subscribers_mut().add_parked();
+                self.replay.park(token);
+            }
+        }
+        self.stats().subscribers.fetch_add(1, Relaxed);
+        preamble.extend_from_slice(&to.head);
+        // A fresh socket's send buffer is empty, so a head of a few hundred bytes goes out whole;
+        // if it does not, the client is already gone or misbehaving.
+        match write_some(self.conns[token].stream(), &[IoSlice::new(&preamble)]) {
+            Ok(Some(n)) if n == preamble.len() => {}
+            outcome => {
+                log::debug!("connection {token}: could not write the stream head ({outcome:?})");
+                self.close(token);
+            }
+        }
+    }
+
+    fn flush_subscriber(&mut self, token: usize) {
+        let Some((sub, stream)) = self.conns[token].subscriber_and_stream() else {
+            return;
+        };
+        let mut sent = 0;
+        let outcome = sub.flush(stream, self.topics.get(sub.topic).log(), &mut sent);
+        self.stats().bytes_sent.fetch_add(sent, Relaxed);
+        let mut failed = std::mem::take(&mut self.failed);
+        failed.push((token, outcome));
+        self.settle(failed);
+    }
+
+    // ---- the mailbox -------------------------------------------------------------------------
+
+    /// Applies the mailbox: appends every event to its topic's log and queues the topic for a
+    /// pass (a burst of events leaves in one write per subscriber); answers publishes the broker
+    /// has settled; merges history.
+    fn deliver_messages(&mut self) {
+        let mut inbox = std::mem::take(&mut self.inbox);
+        self.hub.mailboxes.take(self.index, &mut inbox);
+        let now = self.now();
+        for message in inbox.drain(..) {
+            match message {
+                Message::Event(event) => {
+                    let topic = self.topics.for_event(&event.topic, now);
+                    self.topics.append(topic, event.id, &event.encoded, now);
+                    self.delivery.touch(&mut self.topics, topic);
+                    self.replay.event_arrived(event.id);
+                }
+                Message::PublishDone {
+                    token,
+                    serial,
+                    outcome,
+                } => self.publish_done(token, serial, outcome),
+                Message::History { topic, fetched } => {
+                    self.replay
+                        .history_arrived(&mut self.topics, &topic, &fetched);
+                }
+                Message::Gap { after } => {
+                    // Placed right after the last event this process had, so a client that
+                    // reconnects with that id is told too.
+                    let marker = after.after();
+                    for topic in self.topics.subscribed() {
+                        let gap = encode_gap(self.topics.get(topic).name());
+                        self.topics.append(topic, marker, &gap, now);
+                        self.delivery.touch(&mut self.topics, topic);
+                    }
+                }
+            }
+        }
+        self.inbox = inbox;
+    }
+
+    /// The broker answered a publish that connection `token` waits for: answer it, then go on
+    /// with the requests it sent meanwhile.
+    fn publish_done(
         &mut self,
         token: usize,
-        http: &mut HttpConn,
-        rejection: Rejection,
-        extra_headers: &str,
-    ) -> Next {
-        self.stats()
-            .reject(RejectReason::for_status(rejection.status));
-        log::debug!(
-            "connection {token}: {} {}",
-            rejection.status,
-            rejection.reason
-        );
-        let body = format!("{}\n", rejection.reason);
-        http::write_response(
-            &mut http.output,
-            rejection.status,
-            extra_headers,
-            "text/plain; charset=utf-8",
-            body.as_bytes(),
-            false,
-        );
-        http.close_when_flushed = true;
-        Next::Continue
+        serial: u64,
+        outcome: Result<crate::event_log::EventId, String>,
+    ) {
+        let Some(exchange) = self.conns.get_mut(token).and_then(Connection::exchange_mut) else {
+            return;
+        };
+        let Some((cors, keep_alive)) = exchange.broker_answered(serial) else {
+            return;
+        };
+        let failed = outcome.is_err();
+        answer_published(exchange.output_mut(), outcome, keep_alive, &cors);
+        if failed {
+            self.stats().reject(RejectReason::Unavailable);
+        }
+        self.run_queue.push_back(token);
     }
 
     // ---- timers -------------------------------------------------------------------------------
@@ -494,51 +507,90 @@ impl Worker {
         let now = Instant::now();
         if self.accept_paused_until.is_some_and(|at| at <= now) {
             self.accept_paused_until = None;
-            self.accept_all();
+            self.accept_pending = true;
         }
-        if let Some(at) = self.next_heartbeat.filter(|&at| at <= now) {
-            let every = self.settings.heartbeat_every.unwrap_or_default();
-            self.next_heartbeat = Some((at + every).max(now));
-            self.send_heartbeats();
+        if self
+            .delivery
+            .next_heartbeat(now)
+            .is_some_and(|at| at <= now)
+            || self.heartbeats_pending
+        {
+            let mut sent = 0;
+            let mut failed = std::mem::take(&mut self.failed);
+            let clock = self.now();
+            self.heartbeats_pending = self.delivery.heartbeats(
+                &mut self.conns,
+                &self.topics,
+                clock,
+                now,
+                HEARTBEATS_PER_TURN,
+                &mut sent,
+                &mut failed,
+            );
+            self.hub.worker_stats[self.index]
+                .bytes_sent
+                .fetch_add(sent, Relaxed);
+            self.settle(failed);
         }
         if self.next_housekeeping <= now {
             self.next_housekeeping = now + Duration::from_secs(1);
-            self.expire_requests();
-            self.retry_parked();
-            self.deliver_messages();
-            let forgotten = self.topics.expire(self.now());
+            self.timeout_scan.get_or_insert(0);
+            self.replay.retry();
+            let forgotten = self.topics.expire(self.now(), TOPIC_EXPIRY_PER_TURN);
             if forgotten > 0 {
                 log::debug!("forgot {forgotten} unused topic(s)");
             }
             self.stats().topics.store(self.topics.len() as i64, Relaxed);
         }
+        if self.timeout_scan.is_some() {
+            self.expire_requests();
+        }
     }
 
-    /// Closes connections that have not completed a request within --header-timeout (slowloris).
-    /// A once-a-second scan of the table: a deadline queue would cost memory for every
-    /// connection, and a scan of a few ten thousand entries costs microseconds.
+    /// Closes connections that have not completed a request within --header-timeout
+    /// (slowloris), and lingering ones past their linger time. A scan of the table, a slice per
+    /// turn: a deadline queue would cost memory for every connection.
     fn expire_requests(&mut self) {
+        let Some(mut cursor) = self.timeout_scan else {
+            return;
+        };
         let now = self.now();
         let timeout = self.settings.header_timeout_secs;
-        let overdue = |state: &ConnState| {
-            waiting_since(state).is_some_and(|since| since.saturating_add(timeout) <= now)
-        };
-        let expired: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| overdue(&c.state))
-            .map(|(token, _)| token)
-            .collect();
-        for token in expired {
+        let end = (cursor + TIMEOUT_SCAN_PER_TURN).min(self.conns.capacity());
+        while cursor < end {
+            let token = cursor;
+            cursor += 1;
+            let overdue = |conn: &Connection| {
+                conn.waiting_since().is_some_and(|(since, lingering)| {
+                    since.saturating_add(if lingering { LINGER_SECS } else { timeout }) <= now
+                })
+            };
+            if !self.conns.get(token).is_some_and(overdue) {
+                continue;
+            }
             // On a starved machine the request may be sitting unread in the socket (its readiness
             // event not handled yet): read it first, and only close if it is still incomplete.
-            self.on_request_bytes(token);
-            if self.conns.get(token).is_some_and(|c| overdue(&c.state)) {
-                log::debug!("connection {token}: no complete request within {timeout} s; closing");
-                self.stats().reject(RejectReason::HeaderTimeout);
+            let lingering = self.conns[token].waiting_since().is_some_and(|(_, l)| l);
+            if !lingering {
+                self.drive(
+                    token,
+                    Ready {
+                        readable: true,
+                        writable: true,
+                    },
+                );
+            }
+            if self.conns.get(token).is_some_and(overdue) {
+                if !lingering {
+                    log::debug!(
+                        "connection {token}: no complete request within {timeout} s; closing"
+                    );
+                    self.stats().reject(RejectReason::HeaderTimeout);
+                }
                 self.close(token);
             }
         }
+        self.timeout_scan = (cursor < self.conns.capacity()).then_some(cursor);
     }
 
     // ---- closing ------------------------------------------------------------------------------
@@ -548,20 +600,23 @@ impl Worker {
             return;
         };
         let now = self.now();
-        match &conn.state {
-            ConnState::Subscriber(sub) => {
+        match conn.state() {
+            State::Subscriber(sub) => {
+                let sub = *sub;
                 let topic = self.topics.get_mut(sub.topic);
-                subscribers::unlink(&mut self.conns, &mut topic.first_subscriber, sub);
-                topic.mark_unsubscribed(now);
+                topic.subscribers_mut().unlink(&mut self.conns, token, &sub);
+                self.topics.unsubscribed(sub.topic, now);
                 self.stats().subscribers.fetch_sub(1, Relaxed);
             }
-            ConnState::Parked { topic, .. } => {
-                self.topics.get_mut(*topic).mark_unsubscribed(now);
+            State::Parked(parked) => {
+                let topic = parked.topic();
+                self.topics.get_mut(topic).subscribers_mut().remove_parked();
+                self.topics.unsubscribed(topic, now);
                 self.stats().subscribers.fetch_sub(1, Relaxed);
             }
             _ => {}
         }
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let _ = self.poll.registry().deregister(conn.stream());
         self.stats().connections.fetch_sub(1, Relaxed);
     }
 
@@ -573,25 +628,20 @@ impl Worker {
         }
         let mut told = 0;
         for (_, conn) in self.conns.iter_mut() {
-            match &mut conn.state {
-                ConnState::Subscriber(sub) => {
-                    let log = self.topics.get(sub.topic).log();
-                    let mut sent = 0;
-                    if let Ok(Flush::CaughtUp) = sub.flush(&mut conn.stream, log, &mut sent) {
-                        let retry = format!("retry: {}\n\n", 1000 + xorshift(&mut self.rng) % 4000);
-                        if let Ok(Some(_)) = subscribers::write_some(
-                            &mut conn.stream,
-                            &[IoSlice::new(retry.as_bytes())],
-                        ) {
-                            told += 1;
-                        }
+            if let Some((sub, stream)) = conn.subscriber_and_stream() {
+                let log = self.topics.get(sub.topic).log();
+                let mut sent = 0;
+                if let Ok(Flush::CaughtUp) = sub.flush(stream, log, &mut sent) {
+                    let retry = format!("retry: {}\n\n", 1000 + xorshift(&mut self.rng) % 4000);
+                    if let Ok(Some(_)) = write_some(stream, &[IoSlice::new(retry.as_bytes())]) {
+                        told += 1;
                     }
                 }
-                ConnState::Http(http) if !http.output.is_empty() => {
-                    let _ =
-                        subscribers::write_some(&mut conn.stream, &[IoSlice::new(&http.output)]);
+            } else if let Some(exchange) = conn.exchange_mut() {
+                let output = exchange.take_output();
+                if !output.is_empty() {
+                    let _ = write_some(conn.stream(), &[IoSlice::new(&output)]);
                 }
-                _ => {}
             }
         }
         log::info!(
@@ -603,45 +653,6 @@ impl Worker {
         self.stats().subscribers.store(0, Relaxed);
         self.conns.clear();
     }
-}
-
-/// When a connection began waiting for its (next) request, if it is waiting for one.
-fn waiting_since(state: &ConnState) -> Option<u32> {
-    match state {
-        ConnState::AwaitingRequest { since } => Some(*since),
-        // A publish waiting for the broker is not a slow client.
-        ConnState::Http(http) if http.awaiting.is_none() => Some(http.since),
-        _ => None,
-    }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Read {
-    /// Everything available was read.
-    Drained,
-    Eof,
-    /// `limit` was reached with bytes possibly left in the socket.
-    Full,
-    Failed,
-}
-
-/// Reads until the socket would block, EOF, or `limit` bytes.
-fn read_available(stream: &mut TcpStream, into: &mut Vec<u8>, limit: usize) -> Read {
-    let mut chunk = [0u8; 4096];
-    while into.len() < limit {
-        let want = chunk.len().min(limit - into.len());
-        match stream.read(&mut chunk[..want]) {
-            Ok(0) => return Read::Eof,
-            Ok(n) => into.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Read::Drained,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                log::debug!("read failed: {e}");
-                return Read::Failed;
-            }
-        }
-    }
-    Read::Full
 }
 
 fn xorshift(state: &mut u64) -> u64 {

@@ -19,10 +19,13 @@ pub enum RejectReason {
     MaxConnections,
     HeaderTimeout,
     Unavailable,
+    TooManyTopics,
+    SubscriberInput,
+    NotImplemented,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 13] = [
         RejectReason::BadRequest,
         RejectReason::HeadTooLarge,
         RejectReason::NotFound,
@@ -33,6 +36,9 @@ impl RejectReason {
         RejectReason::MaxConnections,
         RejectReason::HeaderTimeout,
         RejectReason::Unavailable,
+        RejectReason::TooManyTopics,
+        RejectReason::SubscriberInput,
+        RejectReason::NotImplemented,
     ];
 
     pub fn label(self) -> &'static str {
@@ -47,6 +53,9 @@ impl RejectReason {
             RejectReason::MaxConnections => "max_connections",
             RejectReason::HeaderTimeout => "header_timeout",
             RejectReason::Unavailable => "unavailable",
+            RejectReason::TooManyTopics => "too_many_topics",
+            RejectReason::SubscriberInput => "subscriber_input",
+            RejectReason::NotImplemented => "not_implemented",
         }
     }
 
@@ -58,6 +67,7 @@ impl RejectReason {
             405 => RejectReason::MethodNotAllowed,
             413 => RejectReason::BodyTooLarge,
             431 => RejectReason::HeadTooLarge,
+            501 => RejectReason::NotImplemented,
             503 => RejectReason::Unavailable,
             _ => RejectReason::BadRequest,
         }
@@ -74,9 +84,27 @@ pub struct WorkerStats {
     pub slow_dropped: AtomicU64,
     pub accept_errors: AtomicU64,
     pub rejected: [AtomicU64; RejectReason::ALL.len()],
+    /// When the worker's loop last turned (ms since the epoch), for /livez.
+    pub last_turn_ms: AtomicU64,
+}
+
+/// A worker whose loop has not turned for this long makes /livez answer 503. An idle loop
+/// still turns once a second (its housekeeping timer).
+const STUCK_AFTER_MS: u64 = 5_000;
+
+/// The first worker whose loop has not turned recently, if any.
+pub fn stuck_worker(workers: &[WorkerStats]) -> Option<usize> {
+    let now = crate::broker::now_ms();
+    workers
+        .iter()
+        .position(|w| now.saturating_sub(w.last_turn_ms.load(Relaxed)) > STUCK_AFTER_MS)
 }
 
 impl WorkerStats {
+    pub fn turned(&self) {
+        self.last_turn_ms.store(crate::broker::now_ms(), Relaxed);
+    }
+
     pub fn reject(&self, reason: RejectReason) {
         self.rejected[reason as usize].fetch_add(1, Relaxed);
     }
@@ -185,8 +213,25 @@ pub fn render(global: &GlobalStats, workers: &[&WorkerStats], extra: &str) -> St
     out
 }
 
-/// Resident memory (from /proc/self/statm) and open descriptors (entries of /proc/self/fd).
+/// Resident memory and open descriptors, computed at most once a second: listing
+/// /proc/self/fd costs time in proportion to the open connections, and /metrics is anyone's to
+/// ask for.
 fn process_figures() -> (u64, u64) {
+    static CACHE: std::sync::Mutex<Option<(std::time::Instant, (u64, u64))>> =
+        std::sync::Mutex::new(None);
+    let mut cache = crate::mailbox::lock(&CACHE);
+    match *cache {
+        Some((at, figures)) if at.elapsed() < std::time::Duration::from_secs(1) => figures,
+        _ => {
+            let figures = read_process_figures();
+            *cache = Some((std::time::Instant::now(), figures));
+            figures
+        }
+    }
+}
+
+/// Resident memory (from /proc/self/statm) and open descriptors (entries of /proc/self/fd).
+fn read_process_figures() -> (u64, u64) {
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
     let rss_pages = std::fs::read_to_string("/proc/self/statm")
         .ok()

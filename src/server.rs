@@ -7,11 +7,14 @@
 //! worker that ended on its own, which is a bug: the process then exits non-zero rather than live
 //! on with a listener nobody serves, so that a supervisor restarts it.
 
+use crate::broker::Broker;
 use crate::config::Config;
-use crate::event_log::{EventId, Retention};
-use crate::event_loop::{Settings, Worker, WAKER};
+use crate::event_loop::{Worker, WAKER};
+use crate::mailbox::Mailboxes;
+use crate::metrics::GlobalStats;
 use crate::publish::Hub;
 use crate::redis_broker::{self, redacted, BrokerSettings};
+use crate::settings::Settings;
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -112,32 +115,39 @@ impl Server {
             wakers.push(Waker::new(poll.registry(), WAKER)?);
             polls.push(poll);
         }
-        let mut link = None;
-        let mut stream_start = EventId::default();
-        let mut broker = None;
-        if let Some(url) = &config.redis {
-            let broker_settings = BrokerSettings {
-                url: url.clone(),
-                history: config.history,
-                stream_len: config.redis_stream_len,
-                topic_ttl_ms: config.topic_ttl.saturating_mul(1000),
-            };
-            let (redis_link, commands, head) =
-                redis_broker::connect_at_startup(&broker_settings)
+        let mailboxes = Arc::new(Mailboxes::new(wakers));
+        let global_stats = Arc::new(GlobalStats::default());
+        let mut redis_threads = None;
+        let broker = match &config.redis {
+            None => Broker::local(),
+            Some(url) => {
+                let broker_settings = BrokerSettings {
+                    url: url.clone(),
+                    history: config.history,
+                    history_bytes: config.history_bytes,
+                    stream_len: config.redis_stream_len,
+                    topic_ttl_ms: config.topic_ttl.saturating_mul(1000),
+                };
+                let (link, threads) = redis_broker::connect_at_startup(&broker_settings)
                     .map_err(|e| io::Error::new(io::ErrorKind::ConnectionRefused, e))?;
-            log::info!(
-                "following Redis stream at {} after event {head}",
-                redacted(url)
-            );
-            link = Some(redis_link);
-            stream_start = head;
-            broker = Some((commands, broker_settings));
+                log::info!(
+                    "following Redis stream at {} after event {}",
+                    redacted(url),
+                    link.stream_start()
+                );
+                redis_threads = Some(threads);
+                Broker::Redis(link)
+            }
+        };
+        let hub = Arc::new(Hub::new(
+            Arc::clone(&mailboxes),
+            broker,
+            Arc::clone(&global_stats),
+        ));
+        if let Some(threads) = redis_threads {
+            threads.start(mailboxes, global_stats)?;
         }
-        let hub = Arc::new(Hub::new(wakers, link, stream_start));
-        if let Some((commands, broker_settings)) = broker {
-            redis_broker::start(Arc::clone(&hub), broker_settings, commands, stream_start)?;
-        }
-        let settings = Arc::new(settings_from(config));
+        let settings = Arc::new(Settings::from_config(config, workers));
 
         let (notify, notices) = mpsc::channel();
         for (index, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
@@ -207,23 +217,5 @@ impl Server {
             }
         }
         Ok(())
-    }
-}
-
-fn settings_from(config: &Config) -> Settings {
-    Settings {
-        heartbeat_every: (config.heartbeat > 0).then(|| Duration::from_secs(config.heartbeat)),
-        heartbeat: config.heartbeat_bytes(),
-        retry_ms: config.retry_ms,
-        retention: Retention {
-            max_events: config.history as usize,
-            max_bytes: config.history_bytes as usize,
-        },
-        topic_ttl_secs: config.topic_ttl.min(u32::MAX as u64) as u32,
-        max_event_bytes: config.max_event_bytes,
-        send_buffer: config.send_buffer,
-        header_timeout_secs: config.header_timeout.min(u32::MAX as u64) as u32,
-        publish_token: config.publish_token.clone().filter(|t| !t.is_empty()),
-        cors_origins: config.cors_origins.clone(),
     }
 }

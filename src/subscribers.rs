@@ -1,65 +1,23 @@
-//! The subscriber table: every client connection is one slab entry, indexed by its mio token.
+//! Subscribers: what one costs, and the per-topic list they form.
 //!
-//! A connection starts waiting for its request with no buffer at all; it only gets one (boxed,
-//! off the slab entry) while a request arrives in pieces or a response waits to be written. Once it
-//! subscribes, the entry is just a [`Subscriber`]: the socket, the topic, the offset of the next byte
-//! to send in that topic's [`EventLog`], and its links in the topic's subscriber list. That is the
-//! whole per-subscriber state: no task, queue, buffer or copy of any event (a test pins its size).
+//! Once a connection subscribes, its slab entry is just a [`Subscriber`]: the topic, the offset
+//! of the next byte to send in that topic's [`EventLog`], and its links in the topic's
+//! [`SubscriberList`]. That is the whole per-subscriber state: no task, queue, buffer or copy of
+//! any event (a test pins its size).
 //!
-//! Subscribers of a topic form an intrusive doubly linked list through their entries, so joining,
-//! leaving and fan-out cost no allocation, and leaving is O(1).
+//! A topic's subscribers form an intrusive doubly linked list through their slab entries, so
+//! joining, leaving and fan-out cost no allocation, and leaving is O(1). The list also owns the
+//! cursor of a fan-out pass that ran out of budget: a subscriber that leaves mid-pass moves the
+//! cursor on, so a pass never follows a dangling link.
 
-use crate::event_log::{EventId, EventLog, STREAM_ORIGIN};
-use crate::topics::{TopicId, NO_SUBSCRIBER};
+use crate::connection::Connection;
+use crate::event_log::{EventLog, STREAM_ORIGIN};
 use mio::net::TcpStream;
 use slab::Slab;
 use std::io::{self, IoSlice, Write};
 
-pub struct Connection {
-    pub stream: TcpStream,
-    /// Whether the peer connected from a loopback address, taken at accept: by the time a
-    /// pipelined publish is read the peer may be gone, and with it `getpeername`.
-    pub from_loopback: bool,
-    pub state: ConnState,
-}
-
-pub enum ConnState {
-    /// Waiting for (the next) request; nothing of it has been kept yet. `since`: when the wait
-    /// began, for the header timeout.
-    AwaitingRequest {
-        since: u32,
-    },
-    /// Part of a request has arrived, or a response is still being written.
-    Http(Box<HttpConn>),
-    Subscriber(Subscriber),
-    /// Subscribed with a Last-Event-ID (the head is sent), waiting until its replay can start
-    /// (see `Worker::start_replay`); counted as a subscriber of the topic meanwhile.
-    Parked {
-        topic: TopicId,
-        last_seen: EventId,
-    },
-}
-
-/// Buffers of a connection speaking plain HTTP (publishers, /metrics, a request in pieces).
-#[derive(Debug, Default)]
-pub struct HttpConn {
-    pub input: Vec<u8>,
-    pub output: Vec<u8>,
-    pub since: u32,
-    pub continue_sent: bool,
-    pub close_when_flushed: bool,
-    pub peer_closed: bool,
-    /// A publish handed to the broker, whose answer this connection waits for before it reads
-    /// its next request (answers stay in request order).
-    pub awaiting: Option<AwaitingPublish>,
-}
-
-#[derive(Debug)]
-pub struct AwaitingPublish {
-    pub serial: u64,
-    pub keep_alive: bool,
-    pub cors: String,
-}
+/// Marks the end of a subscriber list (tokens are slab keys, far below this).
+pub const NO_SUBSCRIBER: u32 = u32::MAX;
 
 /// A subscriber: its topic, its links in the topic's list, and the offset of the next byte to
 /// send in the topic's event stream. Packed to 4-byte alignment so that, with the connection's
@@ -68,9 +26,9 @@ pub struct AwaitingPublish {
 #[repr(C, packed(4))]
 pub struct Subscriber {
     offset: u64,
-    pub topic: TopicId,
-    pub prev: u32,
-    pub next: u32,
+    pub topic: u32,
+    prev: u32,
+    next: u32,
 }
 
 /// Where a subscriber stands after a flush.
@@ -86,13 +44,17 @@ pub enum Flush {
 }
 
 impl Subscriber {
-    pub fn new(topic: TopicId, offset: u64) -> Subscriber {
+    pub fn new(topic: u32, offset: u64) -> Subscriber {
         Subscriber {
             offset,
             topic,
             prev: NO_SUBSCRIBER,
             next: NO_SUBSCRIBER,
         }
+    }
+
+    pub fn next(&self) -> u32 {
+        self.next
     }
 
     pub fn is_caught_up(&self, log: Option<&EventLog>) -> bool {
@@ -126,25 +88,20 @@ impl Subscriber {
             }
         }
     }
+}
 
-    /// Sends a heartbeat to a caught-up subscriber. Heartbeats are not in the log (they are the
-    /// same bytes for everyone, and retaining them would cost memory per topic), so one must go
-    /// out whole or not at all: a socket that takes only part of a few dozen bytes belongs to a
-    /// client that has stopped reading, and is reported as fallen behind.
-    pub fn heartbeat(
-        &self,
-        stream: &mut TcpStream,
-        heartbeat: &[u8],
-        bytes_sent: &mut u64,
-    ) -> io::Result<Flush> {
-        match write_some(stream, &[IoSlice::new(heartbeat)])? {
-            Some(n) if n == heartbeat.len() => {
-                *bytes_sent += n as u64;
-                Ok(Flush::CaughtUp)
-            }
-            Some(_) => Ok(Flush::FellBehind),
-            None => Ok(Flush::Blocked),
+/// Sends bytes that are not in the log (a heartbeat, a gap notice) to a caught-up subscriber.
+/// They must go out whole or not at all, so that they never interleave with an event: a socket
+/// that takes only part of a few dozen bytes belongs to a client that has stopped reading, and is
+/// reported as fallen behind.
+pub fn send_whole(stream: &mut TcpStream, bytes: &[u8], bytes_sent: &mut u64) -> io::Result<Flush> {
+    match write_some(stream, &[IoSlice::new(bytes)])? {
+        Some(n) if n == bytes.len() => {
+            *bytes_sent += n as u64;
+            Ok(Flush::CaughtUp)
         }
+        Some(_) => Ok(Flush::FellBehind),
+        None => Ok(Flush::Blocked),
     }
 }
 
@@ -161,32 +118,122 @@ pub fn write_some(stream: &mut TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<Op
     }
 }
 
-/// Puts `token` at the head of the topic's subscriber list.
-pub fn link(conns: &mut Slab<Connection>, first: &mut u32, token: usize) {
-    let old_first = *first;
-    if let ConnState::Subscriber(sub) = &mut conns[token].state {
-        sub.prev = NO_SUBSCRIBER;
-        sub.next = old_first;
-    }
-    if old_first != NO_SUBSCRIBER {
-        if let ConnState::Subscriber(next) = &mut conns[old_first as usize].state {
-            next.prev = token as u32;
-        }
-    }
-    *first = token as u32;
+/// A topic's subscribers: the head of the intrusive list, how many there are (parked ones
+/// included), and where an unfinished fan-out pass resumes.
+#[derive(Debug)]
+pub struct SubscriberList {
+    first: u32,
+    count: u32,
+    /// The next subscriber an unfinished pass writes to; `NO_SUBSCRIBER` when no pass is
+    /// under way.
+    cursor: u32,
+    /// On the fan-out run queue; and asked for another pass while on it.
+    queued: bool,
+    rerun: bool,
 }
 
-/// Takes a subscriber out of its topic's list, given its links.
-pub fn unlink(conns: &mut Slab<Connection>, first: &mut u32, sub: &Subscriber) {
-    if sub.prev == NO_SUBSCRIBER {
-        *first = sub.next;
-    } else if let ConnState::Subscriber(prev) = &mut conns[sub.prev as usize].state {
-        prev.next = sub.next;
-    }
-    if sub.next != NO_SUBSCRIBER {
-        if let ConnState::Subscriber(next) = &mut conns[sub.next as usize].state {
-            next.prev = sub.prev;
+impl Default for SubscriberList {
+    fn default() -> SubscriberList {
+        SubscriberList {
+            first: NO_SUBSCRIBER,
+            count: 0,
+            cursor: NO_SUBSCRIBER,
+            queued: false,
+            rerun: false,
         }
+    }
+}
+
+fn sub(conns: &mut Slab<Connection>, token: u32) -> Option<&mut Subscriber> {
+    conns.get_mut(token as usize)?.subscriber_mut()
+}
+
+impl SubscriberList {
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Counts a subscriber that is not linked yet (parked until its replay can start).
+    pub fn add_parked(&mut self) {
+        self.count += 1;
+    }
+
+    /// Links a subscriber that was counted by [`add_parked`](Self::add_parked).
+    pub fn link_parked(&mut self, conns: &mut Slab<Connection>, token: usize) {
+        self.count -= 1;
+        self.link(conns, token);
+    }
+
+    pub fn remove_parked(&mut self) {
+        self.count -= 1;
+    }
+
+    /// Puts `token`, whose state is already `Subscriber`, at the head of the list. A pass under
+    /// way does not reach it, which is right: it joined at the log's current end.
+    pub fn link(&mut self, conns: &mut Slab<Connection>, token: usize) {
+        let old_first = self.first;
+        if let Some(s) = sub(conns, token as u32) {
+            s.prev = NO_SUBSCRIBER;
+            s.next = old_first;
+        }
+        if let Some(next) = sub(conns, old_first) {
+            next.prev = token as u32;
+        }
+        self.first = token as u32;
+        self.count += 1;
+    }
+
+    /// Takes a subscriber out of the list, given its (already detached) entry.
+    pub fn unlink(&mut self, conns: &mut Slab<Connection>, token: usize, gone: &Subscriber) {
+        if self.cursor == token as u32 {
+            self.cursor = gone.next;
+        }
+        if gone.prev == NO_SUBSCRIBER {
+            self.first = gone.next;
+        } else if let Some(prev) = sub(conns, gone.prev) {
+            prev.next = gone.next;
+        }
+        if let Some(next) = sub(conns, gone.next) {
+            next.prev = gone.prev;
+        }
+        self.count -= 1;
+    }
+
+    /// Asks for a fan-out pass over the whole list. Returns true if the topic must be put on
+    /// the run queue; false if a pass is queued or under way already, in which case another
+    /// pass follows it, for the subscribers it has passed already.
+    pub fn request_pass(&mut self) -> bool {
+        if self.queued {
+            self.rerun = true;
+            return false;
+        }
+        self.queued = true;
+        self.cursor = self.first;
+        true
+    }
+
+    /// The subscriber the pass writes next; `None` when the pass is over, after which the
+    /// caller calls [`pass_over`](Self::pass_over).
+    pub fn cursor(&self) -> Option<usize> {
+        (self.cursor != NO_SUBSCRIBER).then_some(self.cursor as usize)
+    }
+
+    pub fn advance(&mut self, next: u32) {
+        self.cursor = next;
+    }
+
+    /// Ends a pass; returns true if another one was asked for meanwhile and has begun.
+    pub fn pass_over(&mut self) -> bool {
+        if std::mem::take(&mut self.rerun) {
+            self.cursor = self.first;
+            return true;
+        }
+        self.queued = false;
+        false
+    }
+
+    pub fn first(&self) -> u32 {
+        self.first
     }
 }
 
@@ -200,7 +247,7 @@ mod tests {
         // socket (mio's TcpStream is the fd in release builds, plus a registry id in debug ones)
         // and at most 32 bytes of state.
         use std::mem::size_of;
-        assert!(size_of::<Subscriber>() <= 24);
+        assert_eq!(size_of::<Subscriber>(), 20);
         let beyond_socket = size_of::<Connection>() - size_of::<TcpStream>();
         assert!(
             beyond_socket <= 32,

@@ -143,6 +143,13 @@ fn last_event_id_replays_what_was_missed_then_continues_live() {
     };
     assert_eq!(received(&mut by_header, 4), ["e5", "e6", "e7", "live"]);
     assert_eq!(received(&mut by_query, 3), ["e6", "e7", "live"]);
+    // Older than the retained history: the client is told it may have missed events, then
+    // gets everything retained.
+    let gap = too_old.next_event();
+    assert_eq!(
+        (gap.event.as_deref(), gap.data.as_str(), gap.id),
+        (Some("ssed-gap"), "r", None)
+    );
     assert_eq!(
         received(&mut too_old, 6),
         ["e3", "e4", "e5", "e6", "e7", "live"]

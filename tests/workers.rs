@@ -89,9 +89,14 @@ fn replay_is_the_same_on_every_worker() {
             .collect();
         assert_eq!(replayed, expected);
     }
-    // Older than retention (8 kept): the same 8 everywhere.
+    // Older than retention (8 kept): the same gap notice, then the same 8, everywhere.
     let mut old = subscribers_on_both_workers(&daemon, "/events/r", &[("Last-Event-ID", &ids[0])]);
     for sub in &mut old {
+        let gap = sub.next_event();
+        assert_eq!(
+            (gap.event.as_deref(), gap.data.as_str()),
+            (Some("ssed-gap"), "r")
+        );
         assert_eq!(sub.next_event().data, "e4");
     }
 }

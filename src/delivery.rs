@@ -1,0 +1,192 @@
+//! Getting events to subscribers: the fan-out run queue and heartbeats.
+//!
+//! When events arrive for a topic, the topic goes on the run queue once (however many events
+//! came); each turn of the loop writes to a bounded number of subscribers, round-robin over the
+//! queued topics, each write carrying everything that subscriber has pending in one `writev`.
+//! A topic with 100,000 subscribers therefore never holds the worker for more than one budget
+//! at a time: its pass keeps a cursor in its [`SubscriberList`](crate::subscribers) and goes on
+//! next turn, while requests, accepts and other topics get their turn in between.
+//!
+//! Heartbeats go only to subscribers that were sent nothing during the interval (a topic that
+//! had an event in it wrote to all of its caught-up subscribers) and are spread over the
+//! interval: a round walks the connection table a slice at a time, at a pace that finishes it
+//! within the interval, instead of writing to everyone in one burst.
+
+use crate::connection::Connection;
+use crate::subscribers::{send_whole, Flush};
+use crate::topics::{TopicId, Topics};
+use slab::Slab;
+use std::collections::VecDeque;
+use std::io;
+use std::time::{Duration, Instant};
+
+/// Subscribers one topic's pass writes before the next queued topic gets its turn.
+const SLICE: usize = 256;
+/// A heartbeat round wakes the loop this many times.
+const SLICES: usize = 16;
+
+pub struct Delivery {
+    queue: VecDeque<TopicId>,
+    heartbeat: Vec<u8>,
+    every: Option<Duration>,
+    round: Option<Round>,
+}
+
+/// A heartbeat round: when it began, and the next slab index it looks at.
+struct Round {
+    began: Instant,
+    cursor: usize,
+    end: usize,
+}
+
+impl Delivery {
+    pub fn new(heartbeat: Vec<u8>, every: Option<Duration>) -> Delivery {
+        Delivery {
+            queue: VecDeque::new(),
+            heartbeat,
+            every,
+            round: None,
+        }
+    }
+
+    /// A topic has new events: give its subscribers a pass.
+    pub fn touch(&mut self, topics: &mut Topics, topic: TopicId) {
+        if let Some(t) = topics.try_get_mut(topic) {
+            if t.subscribers().count() > 0 && t.subscribers_mut().request_pass() {
+                self.queue.push_back(topic);
+            }
+        }
+    }
+
+    pub fn has_work(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Writes to up to `budget` subscribers of queued topics. Subscribers that could not be
+    /// written to are pushed onto `failed`, for the worker to close after the pass.
+    pub fn run(
+        &mut self,
+        conns: &mut Slab<Connection>,
+        topics: &mut Topics,
+        mut budget: usize,
+        bytes_sent: &mut u64,
+        failed: &mut Vec<(usize, io::Result<Flush>)>,
+    ) {
+        while budget > 0 {
+            let Some(id) = self.queue.pop_front() else {
+                return;
+            };
+            let Some(topic) = topics.try_get_mut(id) else {
+                continue;
+            };
+            let mut slice = SLICE.min(budget);
+            let finished = loop {
+                let Some(token) = topic.subscribers().cursor() else {
+                    if topic.subscribers_mut().pass_over() {
+                        continue;
+                    }
+                    break true;
+                };
+                if slice == 0 {
+                    break false;
+                }
+                slice -= 1;
+                budget -= 1;
+                let Some((sub, stream)) = conns
+                    .get_mut(token)
+                    .and_then(Connection::subscriber_and_stream)
+                else {
+                    // Not a subscriber of this list: cannot happen, but a pass must end.
+                    topic
+                        .subscribers_mut()
+                        .advance(crate::subscribers::NO_SUBSCRIBER);
+                    continue;
+                };
+                let next = sub.next();
+                match sub.flush(stream, topic.log(), bytes_sent) {
+                    Ok(Flush::CaughtUp | Flush::Blocked) => {}
+                    outcome => failed.push((token, outcome)),
+                }
+                topic.subscribers_mut().advance(next);
+            };
+            if !finished {
+                self.queue.push_back(id);
+            }
+        }
+    }
+
+    /// When the next heartbeat slice is due.
+    pub fn next_heartbeat(&self, now: Instant) -> Option<Instant> {
+        let every = self.every?;
+        Some(match &self.round {
+            None => now,
+            Some(round) if round.cursor >= round.end => round.began + every,
+            // Wake up in slices of the round, not once per slab entry.
+            Some(round) => {
+                let slice = round.cursor * SLICES / round.end + 1;
+                round.began + spread(every).mul_f64(slice as f64 / SLICES as f64)
+            }
+        })
+    }
+
+    /// Sends the heartbeats that are due by now, at most `budget`; returns true if more are due
+    /// already (the budget ran out).
+    #[allow(clippy::too_many_arguments)]
+    pub fn heartbeats(
+        &mut self,
+        conns: &mut Slab<Connection>,
+        topics: &Topics,
+        clock_secs: u32,
+        now: Instant,
+        mut budget: usize,
+        bytes_sent: &mut u64,
+        failed: &mut Vec<(usize, io::Result<Flush>)>,
+    ) -> bool {
+        let Some(every) = self.every else {
+            return false;
+        };
+        let round = match &mut self.round {
+            Some(round) if round.cursor < round.end || now < round.began + every => round,
+            _ => self.round.insert(Round {
+                began: now,
+                cursor: 0,
+                end: conns.capacity().max(1),
+            }),
+        };
+        let elapsed = now.saturating_duration_since(round.began);
+        let due = ((round.end as f64)
+            * (elapsed.as_secs_f64() / spread(every).as_secs_f64()).min(1.0))
+        .ceil() as usize;
+        let quiet_secs = every.as_secs().max(1) as u32;
+        while round.cursor < due.min(round.end) {
+            if budget == 0 {
+                return true;
+            }
+            let token = round.cursor;
+            round.cursor += 1;
+            let Some((sub, stream)) = conns
+                .get_mut(token)
+                .and_then(Connection::subscriber_and_stream)
+            else {
+                continue;
+            };
+            budget -= 1;
+            let topic = topics.get(sub.topic);
+            // A topic with an event in the interval wrote to every caught-up subscriber; one with
+            // events pending is being written to anyway.
+            if topic.quiet_for(clock_secs) < quiet_secs || !sub.is_caught_up(topic.log()) {
+                continue;
+            }
+            match send_whole(stream, &self.heartbeat, bytes_sent) {
+                Ok(Flush::CaughtUp | Flush::Blocked) => {}
+                outcome => failed.push((token, outcome)),
+            }
+        }
+        false
+    }
+}
+
+/// A round is spread over most of the interval, so that it ends before the next begins.
+fn spread(every: Duration) -> Duration {
+    every.mul_f64(0.8)
+}

@@ -1,0 +1,42 @@
+//! What every worker needs to know, derived once from the command line.
+
+use crate::config::Config;
+use crate::event_log::Retention;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct Settings {
+    pub heartbeat_every: Option<Duration>,
+    pub heartbeat: Vec<u8>,
+    pub retry_ms: Option<u32>,
+    pub retention: Retention,
+    pub topic_ttl_secs: u32,
+    pub max_topics: usize,
+    pub max_event_bytes: usize,
+    pub send_buffer: usize,
+    pub header_timeout_secs: u32,
+    pub publish_token: Option<String>,
+    pub cors_origins: Vec<String>,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config, workers: usize) -> Settings {
+        Settings {
+            heartbeat_every: (config.heartbeat > 0).then(|| Duration::from_secs(config.heartbeat)),
+            heartbeat: config.heartbeat_bytes(),
+            retry_ms: config.retry_ms,
+            retention: Retention {
+                max_events: config.history as usize,
+                max_bytes: config.history_bytes as usize,
+            },
+            topic_ttl_secs: config.topic_ttl.min(u32::MAX as u64) as u32,
+            // Each worker holds its own table; the limit is per worker, like connections.
+            max_topics: (config.max_topics as usize / workers.max(1)).max(1),
+            max_event_bytes: config.max_event_bytes,
+            send_buffer: config.send_buffer,
+            header_timeout_secs: config.header_timeout.min(u32::MAX as u64) as u32,
+            publish_token: config.publish_token.clone().filter(|t| !t.is_empty()),
+            cors_origins: config.cors_origins.clone(),
+        }
+    }
+}
