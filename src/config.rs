@@ -111,6 +111,17 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
+
+    /// Log line format on stderr: `text` for people, `json` for one JSON object per line
+    /// (timestamp, level, target, message, fields) for Loki, Elasticsearch or Cloud Logging.
+    #[arg(long, env = "SSED_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 fn parse_event_name(name: &str) -> Result<String, String> {

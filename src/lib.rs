@@ -12,11 +12,13 @@
 //! - [`publish`]: ids, encoding once, and handing events to every worker.
 //! - [`redis_broker`]: `--redis`, sharing one event stream between processes and machines.
 //! - [`metrics`]: counters and the Prometheus rendering.
+//! - [`logging`]: text or JSON log lines.
 
 pub mod config;
 pub mod event_log;
 pub mod event_loop;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod publish;
 pub mod redis_broker;

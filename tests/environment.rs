@@ -48,7 +48,7 @@ fn help_names_the_environment_variable_of_every_flag() {
         checked += 1;
     }
     assert!(
-        checked >= 16,
+        checked >= 17,
         "only {checked} flags found in --help:\n{help}"
     );
 }
