@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Debian packages the tests use: redis-server (tests/redis.rs, tests/browser.rs), chromium (tests/browser.rs, a real EventSource) and systemd for
+# Debian packages the tests use: redis-server (tests/redis.rs, tests/browser.rs,
+# tests/upgrade.rs), chromium (tests/browser.rs, a real EventSource) and systemd for
 # systemd-analyze (tests/packaging.rs verifies the unit; nothing is started under systemd).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
