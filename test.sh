@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Runs ssed's whole test suite on a fresh machine: installs what the tests need
-# (redis-server and chromium, from Debian's packages), then runs `cargo test`.
+# (redis-server, chromium and systemd, from Debian's packages), then runs `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Debian packages the tests use: redis-server (tests/redis.rs, tests/browser.rs) and chromium
-# (tests/browser.rs, a real EventSource).
+# Debian packages the tests use: redis-server (tests/redis.rs, tests/browser.rs,
+# tests/upgrade.rs), chromium (tests/browser.rs, a real EventSource) and systemd for
+# systemd-analyze (tests/packaging.rs verifies the unit; nothing is started under systemd).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "test.sh: installing ${missing[*]}" >&2
     if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi

@@ -13,69 +13,76 @@ use std::net::SocketAddr;
     about = "A lean Server-Sent Events daemon: GET /events/<topic> subscribes, POST /events/<topic> publishes.",
     after_help = "Several ssed processes may share one --listen port (SO_REUSEPORT is always set), \
 but without a shared broker they do not see each other's events: use --redis for that.\n\
+Every flag can also be set in the environment as SSED_<FLAG> (--max-connections is \
+SSED_MAX_CONNECTIONS); a flag on the command line wins over the environment.\n\
 Logging: RUST_LOG=debug|info|warn|error (default info), to stderr."
 )]
 pub struct Config {
     /// Address to listen on; port 0 picks a free port. The real address is printed on stdout as
     /// `listening on ADDR`.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "SSED_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
     /// Event loops (threads), each with its own SO_REUSEPORT listener [default: the number of CPUs
     /// this process may use].
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, env = "SSED_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
 
     /// Seconds between heartbeats sent to idle subscribers; 0 turns them off.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, env = "SSED_HEARTBEAT", default_value_t = 15)]
     pub heartbeat: u64,
 
     /// Send heartbeats as `event: NAME` + `data: null` instead of an SSE comment
     /// (`--heartbeat 5 --heartbeat-event keep-alive` reproduces the original Go server)
     /// [default: a `: heartbeat` comment].
-    #[arg(long, value_name = "NAME", value_parser = parse_event_name)]
+    #[arg(long, env = "SSED_HEARTBEAT_EVENT", value_name = "NAME", value_parser = parse_event_name)]
     pub heartbeat_event: Option<String>,
 
     /// Send `retry: MS` at the start of every stream, to set the client's reconnection delay
     /// [default: not sent; browsers then wait about 3 s].
-    #[arg(long, value_name = "MS")]
+    #[arg(long, env = "SSED_RETRY_MS", value_name = "MS")]
     pub retry_ms: Option<u32>,
 
     /// Events each topic retains for Last-Event-ID replay.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "SSED_HISTORY", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub history: u64,
 
     /// Bytes of encoded events each topic retains (on top of --history).
-    #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "SSED_HISTORY_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub history_bytes: u64,
 
     /// Seconds after its last event that a topic's history is dropped; the topic itself is
     /// forgotten once it also has no subscribers.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, env = "SSED_TOPIC_TTL", default_value_t = 300)]
     pub topic_ttl: u64,
 
-    /// Most topics held at once, over all workers (split evenly between them); a subscribe or
-    /// publish that would create one more is answered 503 and counted.
-    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Most topics a worker holds at once (each worker holds every topic that has events); a
+    /// subscribe or publish that would create one more is answered 503 and counted.
+    #[arg(long, env = "SSED_MAX_TOPICS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_topics: u64,
 
     /// Largest accepted event body; larger publishes are answered 413.
-    #[arg(long, default_value_t = 65536)]
+    #[arg(long, env = "SSED_MAX_EVENT_BYTES", default_value_t = 65536)]
     pub max_event_bytes: usize,
 
     /// SO_SNDBUF for subscriber sockets: bounds the kernel memory a stalled client can hold
     /// (Linux doubles the value; 0 leaves the kernel's autotuning, up to ~4 MB a socket).
-    #[arg(long, value_name = "BYTES", default_value_t = 65536)]
+    #[arg(
+        long,
+        env = "SSED_SEND_BUFFER",
+        value_name = "BYTES",
+        default_value_t = 65536
+    )]
     pub send_buffer: usize,
 
     /// Most connections held at once, over all workers; more are answered 503
     /// [default: the open-file limit minus a reserve].
-    #[arg(long)]
+    #[arg(long, env = "SSED_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
     /// Seconds a client has to send a complete request (and an idle keep-alive connection may
     /// wait for its next one) before it is closed.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "SSED_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout: u64,
 
     /// Let any client holding this token publish (`Authorization: Bearer TOKEN`), and no one
@@ -96,13 +103,30 @@ pub struct Config {
 
     /// With --redis: entries the shared stream `ssed:events` keeps (approximately), which bounds
     /// how long a process may lose Redis and still catch up without a gap.
-    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "SSED_REDIS_STREAM_LEN", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub redis_stream_len: u64,
 
-    /// Allow this origin for cross-origin subscribe and publish (repeatable; `*` for any)
-    /// [default: none; no CORS headers are sent].
-    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    /// Allow this origin for cross-origin subscribe and publish (repeatable, or several separated
+    /// by commas, as SSED_CORS_ORIGIN must give them; `*` for any) [default: none; no CORS headers
+    /// are sent].
+    #[arg(
+        long = "cors-origin",
+        env = "SSED_CORS_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
     pub cors_origins: Vec<String>,
+
+    /// Log line format on stderr: `text` for people, `json` for one JSON object per line
+    /// (timestamp, level, target, message, fields) for Loki, Elasticsearch or Cloud Logging.
+    #[arg(long, env = "SSED_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 fn parse_event_name(name: &str) -> Result<String, String> {

@@ -16,6 +16,7 @@
 //!   and how work reaches a worker.
 //! - [`redis_broker`]: `--redis`, sharing one event stream between processes and machines.
 //! - [`metrics`]: counters and the Prometheus rendering.
+//! - [`logging`]: text or JSON log lines.
 
 pub mod broker;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod delivery;
 pub mod event_log;
 pub mod event_loop;
 pub mod http;
+pub mod logging;
 pub mod mailbox;
 pub mod metrics;
 pub mod publish;

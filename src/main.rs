@@ -9,12 +9,13 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    ssed::logging::init(config.log_format);
+    let fatal = |message: String| ssed::logging::fatal(config.log_format, &message);
 
     let server = match Server::start(&config) {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("ssed: {e}");
+            fatal(e.to_string());
             return ExitCode::FAILURE;
         }
     };
@@ -22,7 +23,7 @@ fn main() -> ExitCode {
     let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
         Ok(signals) => signals,
         Err(e) => {
-            eprintln!("ssed: cannot install signal handlers: {e}");
+            fatal(format!("cannot install signal handlers: {e}"));
             return ExitCode::FAILURE;
         }
     };

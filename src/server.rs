@@ -147,7 +147,7 @@ impl Server {
         if let Some(threads) = redis_threads {
             threads.start(mailboxes, global_stats)?;
         }
-        let settings = Arc::new(Settings::from_config(config, workers));
+        let settings = Arc::new(Settings::from_config(config));
 
         let (notify, notices) = mpsc::channel();
         for (index, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {

@@ -20,7 +20,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_config(config: &Config, workers: usize) -> Settings {
+    pub fn from_config(config: &Config) -> Settings {
         Settings {
             heartbeat_every: (config.heartbeat > 0).then(|| Duration::from_secs(config.heartbeat)),
             heartbeat: config.heartbeat_bytes(),
@@ -30,8 +30,8 @@ impl Settings {
                 max_bytes: config.history_bytes as usize,
             },
             topic_ttl_secs: config.topic_ttl.min(u32::MAX as u64) as u32,
-            // Each worker holds its own table; the limit is per worker, like connections.
-            max_topics: (config.max_topics as usize / workers.max(1)).max(1),
+            // Every worker holds every topic that has events, so the limit is per worker.
+            max_topics: config.max_topics as usize,
             max_event_bytes: config.max_event_bytes,
             send_buffer: config.send_buffer,
             header_timeout_secs: config.header_timeout.min(u32::MAX as u64) as u32,
