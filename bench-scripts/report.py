@@ -240,8 +240,12 @@ def abuse_section(out):
     out.append("|---|---|---|---|---|---|---|---|---|---|")
     for r in run:
         lat = r.get("latency_us") or {}
-        cell = lambda k: ms(lat[k]) if lat.get(k) is not None else "?"
         bars = r.get("bars", {})
+        if not lat.get("samples"):
+            lat = {}  # nothing arrived: no latency to show
+        cell = lambda k: ms(lat[k]) if lat.get(k) is not None else "–"
+        if bars.get("latency") and bars["latency"].get("p99_known") is False:
+            cell = (lambda c: lambda k: "beyond the phase (>1% never arrived)" if k == "p99" else c(k))(cell)
         failed = [k for k, v in bars.items() if v is not None and not v["pass"]]
         lat_bar = bars.get("latency")
         alive = "yes" if r["alive"] and r["panics"] == 0 else ("panicked" if r["panics"] else "**died**")
