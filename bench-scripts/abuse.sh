@@ -31,7 +31,8 @@
 #   rss      peak RSS growth <= 8 KiB per hostile connection (oneshot: per one-shot connection;
 #            also reported per 1,000 topics)
 #   alive    ssed still running and no "panicked" in its stderr
-#   missed   every honest subscriber got every published event
+#   missed   every honest subscriber got every event the publisher was to publish (an
+#            attack that stalls the publisher makes events go missing too)
 # ssed's flags: --heartbeat 5 --heartbeat-event keep-alive, plus --max-topics 10000 if this
 # build's --help lists it (so the script works against any build).
 #
@@ -39,7 +40,9 @@
 #   --phases a,b,c     subset of none,pipeline,garbage,trickle-cl,trickle-chunked,slowloris,
 #                      oneshot,storm,flood (default: all; none is always added)
 #   --quick            6 s of publishing instead of 15, 20,000 one-shot connections, a
-#                      5,000-subscriber storm (~2 min instead of ~5)
+#                      5,000-subscriber storm (~2 min instead of ~5). 6 s is under ssed's 10 s
+#                      header timeout: trickle and slowloris connections are then never closed
+#                      and replaced, so only the full run tests that.
 #   --subscribers N    honest subscribers (default 1000)
 #   --rate R           honest events per second (default 20)
 #   --seconds S        seconds of publishing per phase (default 15)
