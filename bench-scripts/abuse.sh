@@ -107,22 +107,6 @@ jq -nc --arg stamp "$stamp" --arg command "$invocation" --argjson mem "$(mem_tot
     '{bench:"abuse",kind:"meta",stamp:$stamp,command:$command,date:$date,mem_total_kb:$mem,kernel:$kernel,commit:$commit,cores:$cores,
       phases:$phases,subscribers:$subs,events:$events,rate:$rate,quick:($quick==1),clk_tck:$tck,rss_bound_kib_per_conn:$bound,ssed_extra_flags:$extra}' >"$out"
 
-# start_ssed EXTRA-FLAGS...: a fresh ssed on a free port; waits until it listens.
-start_ssed() {
-    SERVER_PORT=$(free_port)
-    SERVER_LOG=$(mktemp "${TMPDIR:-/tmp}/ssed-abuse.XXXXXX.log"); TMPDIRS+=("$SERVER_LOG")
-    SSED_FLAGS=(--listen "127.0.0.1:$SERVER_PORT" --heartbeat 5 --heartbeat-event keep-alive "${SSED_EXTRA[@]}" "$@")
-    "$SSED" "${SSED_FLAGS[@]}" >"$SERVER_LOG" 2>&1 &
-    SERVER_PID=$!; PIDS+=("$SERVER_PID")
-    for _ in $(seq 200); do
-        is_listening "$SERVER_PORT" && return 0
-        alive "$SERVER_PID" || break
-        sleep 0.05
-    done
-    cat "$SERVER_LOG" >&2
-    die "ssed did not start listening on 127.0.0.1:$SERVER_PORT"
-}
-
 # The honest subscribers: they stop by themselves once each has every event.
 start_subscribers() {
     SUB_LOG=$(mktemp "${TMPDIR:-/tmp}/ssed-abuse-sub.XXXXXX"); TMPDIRS+=("$SUB_LOG" "$SUB_LOG.err")
@@ -191,15 +175,6 @@ drain() {
     log "  honest subscribers still short of events 30 s after the last publish"
 }
 
-# ssed's CPU over a phase: mark_start, then mark_end END-TIME leaves
-# {"server_cpu_us","wall_s"} in MEAS (utime + stime, /proc/PID/stat).
-mark_start() { C0=$(cpu_ticks "$SERVER_PID"); T0=$(now_s); }
-mark_end() {
-    local c1; c1=$(cpu_ticks "$SERVER_PID")
-    MEAS=$(awk -v c=$((c1 - C0)) -v h="$CLK_TCK" -v a="$T0" -v b="$1" \
-        'BEGIN { printf "{\"server_cpu_us\":%.0f,\"wall_s\":%.3f}", c * 1e6 / h, b - a }')
-}
-
 # How ssed's connections stand: established TCP connections on its port (server side).
 established() { ss -Htn state established "( sport = :$SERVER_PORT )" 2>/dev/null | wc -l; }
 
@@ -221,7 +196,8 @@ BASE_P99=
 run_phase() {
     local phase=$1 extra=() old_id= rss0 peak rss_end alive_end=true panics att_json=null HOSTILE=0 ATT=()
     [ "$phase" = flood ] && extra=(--max-connections 3000)
-    start_ssed "${extra[@]}"
+    start_server ssed 5 "${SSED_EXTRA[@]}" "${extra[@]}"
+    local flags=(--heartbeat 5 --heartbeat-event keep-alive "${SSED_EXTRA[@]}" "${extra[@]}")
     if [ "$phase" = storm ]; then
         # 200 events older than every honest subscriber: each storm subscriber replays them.
         old_id=$(python3 "$BS/attack.py" seed --addr "127.0.0.1:$SERVER_PORT" --path /events/bench --count 200) \
@@ -264,7 +240,7 @@ run_phase() {
     local sub; sub=$(summary_json "$SUB_LOG")
     [ "$phase" = none ] && BASE_P99=$(jq -r '.latency_us.p99 // empty' <<<"$sub")
     jq -nc --arg phase "$phase" --argjson n "$subs" --argjson k "$events" --argjson hostile "$HOSTILE" \
-        --arg attack "${ATT[*]}" --arg flags "${SSED_FLAGS[*]:2}" --argjson att "$att_json" \
+        --arg attack "${ATT[*]}" --arg flags "${flags[*]}" --argjson att "$att_json" \
         --argjson sub "$sub" --argjson pub "$(summary_json "$PUB_LOG")" --argjson m "$MEAS" \
         --argjson rss0 "$rss0" --argjson peak "$peak" --argjson rss_end "$rss_end" --argjson alive "$alive_end" \
         --argjson panics "$panics" --argjson base "${BASE_P99:-null}" --argjson bound "$BOUND_KIB" --argjson tck "$CLK_TCK" '
