@@ -120,17 +120,6 @@ drain() {
     done
 }
 
-# Server CPU over a phase: mark_start before, mark_end END-TIME after;
-# mark_end leaves {"server_cpu_us","server_user_us","server_sys_us","wall_s"}
-# in MEAS (wall_s from mark_start to END-TIME).
-mark_start() { read -r U0 S0 < <(cpu_user_sys "$MEASURE_PID"); T0=$(now_s); }
-mark_end() {
-    local u1 s1 t1=${1:-$(now_s)}; read -r u1 s1 < <(cpu_user_sys "$MEASURE_PID")
-    MEAS=$(awk -v u=$((u1 - U0)) -v s=$((s1 - S0)) -v h="$CLK_TCK" -v a="$T0" -v b="$t1" 'BEGIN {
-        printf "{\"server_cpu_us\":%.0f,\"server_user_us\":%.0f,\"server_sys_us\":%.0f,\"wall_s\":%.3f}",
-               (u + s) * 1e6 / h, u * 1e6 / h, s * 1e6 / h, b - a }')
-}
-
 # jq helpers shared by the result lines: CPU per delivered event, rounded to ns.
 JQ_DEFS='def per($x; $n): if ($n // 0) > 0 then ($x / $n * 1000 | round) / 1000 else null end;'
 

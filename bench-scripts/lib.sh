@@ -121,19 +121,21 @@ prepare_servers() {
     [ ${#AVAILABLE[@]} -gt 0 ] || die "no server to measure"
 }
 
-# start_server NAME HEARTBEAT: starts it on a free port, waits until it listens.
+# start_server NAME HEARTBEAT [SSED-FLAGS...]: starts it on a free port, waits until it listens.
 # Sets SERVER_PID (what to stop), MEASURE_PID (the process that holds the
-# connections: whose RSS and CPU to read), SERVER_PORT, SERVER_LOG.
+# connections: whose RSS and CPU to read), SERVER_PORT, SERVER_LOG. SSED-FLAGS are
+# added to ssed's command line (ssed and ssed-1w only).
 start_server() {
     local name=$1 hb=$2 tries
+    shift 2
     SERVER_PORT=$(free_port)
     SERVER_LOG=$(mktemp "${TMPDIR:-/tmp}/ssed-bench-$name.XXXXXX.log")
     TMPDIRS+=("$SERVER_LOG")
     local addr=127.0.0.1:$SERVER_PORT
     local cmd
     case $name in
-        ssed) cmd=("$SSED" --listen "$addr" --heartbeat "$hb" --heartbeat-event keep-alive) ;;
-        ssed-1w) cmd=("$SSED" --workers 1 --listen "$addr" --heartbeat "$hb" --heartbeat-event keep-alive) ;;
+        ssed) cmd=("$SSED" --listen "$addr" --heartbeat "$hb" --heartbeat-event keep-alive "$@") ;;
+        ssed-1w) cmd=("$SSED" --workers 1 --listen "$addr" --heartbeat "$hb" --heartbeat-event keep-alive "$@") ;;
         nginx-nchan)
             local d; d=$(mktemp -d "${TMPDIR:-/tmp}/ssed-nginx.XXXXXX"); TMPDIRS+=("$d")
             cmd=("$BUILD/nginx-nchan/run.sh" --listen "$addr" --heartbeat "$hb" --dir "$d") ;;
@@ -155,6 +157,17 @@ start_server() {
     done
     cat "$SERVER_LOG" >&2
     die "$name did not start listening on $addr"
+}
+
+# Server CPU over a phase: mark_start before, mark_end END-TIME after;
+# mark_end leaves {"server_cpu_us","server_user_us","server_sys_us","wall_s"}
+# in MEAS (wall_s from mark_start to END-TIME).
+mark_start() { read -r U0 S0 < <(cpu_user_sys "$MEASURE_PID"); T0=$(now_s); }
+mark_end() {
+    local u1 s1 t1=${1:-$(now_s)}; read -r u1 s1 < <(cpu_user_sys "$MEASURE_PID")
+    MEAS=$(awk -v u=$((u1 - U0)) -v s=$((s1 - S0)) -v h="$CLK_TCK" -v a="$T0" -v b="$t1" 'BEGIN {
+        printf "{\"server_cpu_us\":%.0f,\"server_user_us\":%.0f,\"server_sys_us\":%.0f,\"wall_s\":%.3f}",
+               (u + s) * 1e6 / h, u * 1e6 / h, s * 1e6 / h, b - a }')
 }
 
 # settle_rss PID: wait until VmRSS stops moving (4 samples 0.5 s apart within

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes docs/benchmarks.md and docs/memory-per-connection.svg from the JSON lines that
-memory.sh, fanout.sh and scale.sh wrote into docs/benchmark-data/ (run-all.sh runs them there).
+memory.sh, fanout.sh, scale.sh and abuse.sh wrote into docs/benchmark-data/ (run-all.sh runs them there).
 
 Nothing in the page is typed by hand: every figure is read from those files, each table says
 which run (date, commit, command) it comes from, and when a point was measured several times the
@@ -202,6 +202,70 @@ def fanout_section(out):
     out.append("Produced by:\n\n" + provenance({json.dumps(r["_meta"], sort_keys=True): r["_meta"] for r in rows}.values()) + "\n")
 
 
+ABUSE_PHASES = ["none", "pipeline", "garbage", "trickle-cl", "trickle-chunked", "slowloris", "oneshot", "storm", "flood"]
+ABUSE_LABELS = {
+    "none": "no attack (reference)",
+    "pipeline": "pipelined `GET /metrics`, answers never read",
+    "garbage": "subscribers that keep sending bytes",
+    "trickle-cl": "trickled body (Content-Length)",
+    "trickle-chunked": "trickled body (chunked)",
+    "slowloris": "slowloris",
+    "oneshot": "one-shot random topics",
+    "storm": "reconnect storm (Last-Event-ID replay)",
+    "flood": "connection flood past --max-connections 3000",
+}
+
+
+def abuse_section(out):
+    """The newest abuse.sh run, whole: its phases share one no-attack reference, so rows of
+    different runs are never mixed."""
+    rows = load("abuse")
+    if not rows:
+        return
+    newest = max(stamp(r) for r in rows)
+    run = sorted((r for r in rows if stamp(r) == newest), key=lambda r: ABUSE_PHASES.index(r["phase"]) if r["phase"] in ABUSE_PHASES else 99)
+    meta = run[0]["_meta"]
+    bound = meta.get("rss_bound_kib_per_conn", 8)
+    out.append("## Abuse\n")
+    out.append(
+        f"`abuse.sh`: {meta.get('subscribers', 1000):,} honest subscribers of one topic and a publisher at "
+        f"{meta.get('rate', '?')} events/s ({meta.get('events', '?')} events per phase), first with no attack, then under "
+        "each attack in turn, each phase on a fresh ssed. Latency is the honest subscribers' publish-to-delivery time. "
+        "RSS growth = ssed's peak VmRSS during the attack minus its VmRSS before it; CPU = ssed's utime + stime over "
+        "the phase. The attack clients (`bench-scripts/attack.py`) run at nice 10 on the same two cores. Bars: "
+        f"**latency** honest p99 ≤ 2 × the no-attack p99 + 50 ms; **RSS** growth ≤ {bound} KiB per hostile connection; "
+        "**alive** ssed still running, nothing panicked; **missed** every honest subscriber got every event.\n"
+    )
+    out.append("| attack | hostile connections | honest latency p50 / p99 / max (ms) | p99 bar (ms) | RSS growth (MB) | RSS growth per hostile connection (B) | ssed CPU (s) | missed events | alive | verdict |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    for r in run:
+        lat = r.get("latency_us") or {}
+        bars = r.get("bars", {})
+        if not lat.get("samples"):
+            lat = {}  # nothing arrived: no latency to show
+        cell = lambda k: ms(lat[k]) if lat.get(k) is not None else "–"
+        if bars.get("latency") and bars["latency"].get("p99_known") is False:
+            cell = (lambda c: lambda k: "beyond the phase (>1% never arrived)" if k == "p99" else c(k))(cell)
+        failed = [k for k, v in bars.items() if v is not None and not v["pass"]]
+        lat_bar = bars.get("latency")
+        alive = "yes" if r["alive"] and r["panics"] == 0 else ("panicked" if r["panics"] else "**died**")
+        verdict = "PASS" if r["pass"] else "**FAIL** (" + ", ".join(failed) + ")"
+        per = r.get("rss_growth_bytes_per_hostile")
+        out.append(
+            f"| {ABUSE_LABELS.get(r['phase'], r['phase'])} | {r['hostile_connections']:,} | {cell('p50')} / {cell('p99')} / {cell('max')} "
+            f"| {ms(lat_bar['limit_us']) if lat_bar else '–'} | {r['rss_growth_kb'] / 1024:,.1f} | {fmt(per) if per is not None else '–'} "
+            f"| {r['server_cpu_s'] if r.get('server_cpu_s') is not None else '?'} | {r['missed']:,} of {r['expected']:,} | {alive} | {verdict} |"
+        )
+    out.append("")
+    one = next((r for r in run if r["phase"] == "oneshot"), None)
+    if one:
+        out.append(
+            f"One-shot topics: RSS grew by {one['rss_growth_kb']:,} kB in all over {one['hostile_connections']:,} random topics, "
+            f"{one['rss_growth_kb_per_1000_topics']:g} kB per 1,000 topics.\n"
+        )
+    out.append("Produced by:\n\n" + provenance([meta]) + "\n")
+
+
 def losses_section(out, memory):
     """Every measured point where some other server does better than ssed, stated plainly."""
     lines = []
@@ -295,6 +359,7 @@ def main():
     table = memory_section(out)
     fanout_section(out)
     scale_section(out)
+    abuse_section(out)
     losses_section(out, table)
     chart(table, os.path.join(ROOT, "docs", "memory-per-connection.svg"))
     with open(os.path.join(ROOT, "docs", "benchmarks.md"), "w") as f:

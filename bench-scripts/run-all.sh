@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run-all.sh: every benchmark behind docs/benchmarks.md, one after the other (two benchmarks
 # sharing this machine would measure each other), into docs/benchmark-data/, then regenerates
-# docs/benchmarks.md and its chart with report.py. Takes about 45 minutes on 2 cores.
+# docs/benchmarks.md and its chart with report.py. Takes about 50 minutes on 2 cores.
 #
 #   --quick   small counts and one run per point, to check the pipeline (figures not for publishing)
 set -euo pipefail
@@ -19,7 +19,7 @@ mkdir -p "$SSED_BENCH_RESULTS"
 # Fresh figures for everything this script runs; scale-large-runs.jsonl (N up to 1,000,000,
 # which takes longer than the rest together) is kept: rerun those with scale.sh by hand.
 rm -f "$SSED_BENCH_RESULTS"/memory-*.jsonl "$SSED_BENCH_RESULTS"/fanout-*.jsonl "$SSED_BENCH_RESULTS"/scale-2*.jsonl \
-    "$SSED_BENCH_RESULTS"/scale-latest.jsonl
+    "$SSED_BENCH_RESULTS"/scale-latest.jsonl "$SSED_BENCH_RESULTS"/abuse-*.jsonl
 
 if [ "$quick" = 1 ]; then
     bench-scripts/memory.sh --counts 1000 --runs 1
@@ -27,6 +27,7 @@ if [ "$quick" = 1 ]; then
     bench-scripts/fanout.sh --no-build --servers ssed,ssed-1w,floor --subscribers 1000 \
         --events 20 --saturate-seconds 3 --heartbeat-seconds 3
     bench-scripts/scale.sh --heartbeat 2 20000
+    bench-scripts/abuse.sh --no-build --quick
 else
     # Memory per idle subscriber: every server, one topic; then ssed with a topic per subscriber.
     bench-scripts/memory.sh --counts 1000,10000,18000 --runs 3
@@ -40,5 +41,7 @@ else
     bench-scripts/scale.sh --no-build 100000
     bench-scripts/scale.sh --no-build --heartbeat 30 --check 1200000 \
         >"$SSED_BENCH_RESULTS/scale-check-1200000.txt" 2>&1 || true
+    # Honest subscribers while hostile clients attack (~5 min).
+    bench-scripts/abuse.sh --no-build
 fi
 bench-scripts/report.py

@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# abuse.sh: does ssed keep serving honest subscribers while hostile clients attack it?
+# One phase per attack, each on a fresh ssed (so one attack's leftovers, e.g. a grown heap or
+# thousands of topics, never bill the next), each with the same honest load:
+#   N subscribers of /events/bench (ssed-bench, --expect-events) and one publisher at R events/s
+#   for S seconds (body "t=<unix micros>"), which gives delivery latency p50/p99/max and the
+#   exact count of events delivered against published x N.
+# Phases (the attack clients are bench-scripts/attack.py, run at nice 10 so that the two
+# cores go first to ssed and the honest clients: the figures show what ssed does with the
+# hostile traffic, not how much CPU Python needs to produce it):
+#   none             no attack: the reference for the latency bar (always run, first)
+#   pipeline         50 connections each writing 200 KB of pipelined `GET /metrics`, never reading
+#   garbage          200 subscribers (GET /events/x) that keep writing garbage: 256 KB every
+#                    10 ms each, whenever the socket takes it (big writes: cheap for the attacker,
+#                    so ssed's receive buffers stay full even though the attacker runs niced)
+#   trickle-cl       100 POSTs with Content-Length: 60000, the body 4 bytes every 0.5 s
+#   trickle-chunked  100 POSTs with Transfer-Encoding: chunked, a 1-byte chunk every 0.5 s
+#   slowloris        5,000 connections sending a partial request head, one byte a second
+#   oneshot          100,000 `GET /events/<random>` then close, 64 in flight per process, 2 processes
+#   storm            10,000 subscribers at once with Last-Event-ID = the first of 200 older events
+#                    on the honest topic (so every one of them replays 200 events)
+#   flood            ssed with --max-connections 3000, then 6,000 connections (the publisher
+#                    connects first; the flood starts while it publishes)
+# Trickle, slowloris: a connection the server closes is replaced, as a real attacker would.
+# Order within a phase: ssed, honest subscribers (ready), RSS settled = "before", attack
+# (ready: its connections are open), publisher, drain (every subscriber has every event, or
+# 30 s), attack stopped. Measured over that window: ssed's peak VmRSS (sampled every 0.1 s
+# from /proc/PID/status) minus "before", and its utime+stime (/proc/PID/stat).
+# Bars, per attack phase (PASS/FAIL each, a phase passes if all do):
+#   latency  honest p99 <= 2 x the no-attack p99 + 50 ms
+#   rss      peak RSS growth <= 8 KiB per hostile connection (oneshot: per one-shot connection;
+#            also reported per 1,000 topics)
+#   alive    ssed still running and no "panicked" in its stderr
+#   missed   every honest subscriber got every event the publisher was to publish (an
+#            attack that stalls the publisher makes events go missing too)
+# ssed's flags: --heartbeat 5 --heartbeat-event keep-alive, plus --max-topics 10000 if this
+# build's --help lists it (so the script works against any build).
+#
+# Options:
+#   --phases a,b,c     subset of none,pipeline,garbage,trickle-cl,trickle-chunked,slowloris,
+#                      oneshot,storm,flood (default: all; none is always added)
+#   --quick            6 s of publishing instead of 15, 20,000 one-shot connections, a
+#                      5,000-subscriber storm (~2 min instead of ~5). 6 s is under ssed's 10 s
+#                      header timeout: trickle and slowloris connections are then never closed
+#                      and replaced, so only the full run tests that.
+#   --subscribers N    honest subscribers (default 1000)
+#   --rate R           honest events per second (default 20)
+#   --seconds S        seconds of publishing per phase (default 15)
+#   --no-build         do not run cargo build
+#   -h, --help
+# Output: a table on stdout; one JSON line per phase in bench-scripts/results/abuse-<time>.jsonl
+# (and abuse-latest.jsonl), after a meta line (command, commit, date, machine), or under
+# $SSED_BENCH_RESULTS if set. Exit status 0 even when bars fail: the table says which.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+invocation="bench-scripts/abuse.sh $*"
+
+ALL_PHASES=none,pipeline,garbage,trickle-cl,trickle-chunked,slowloris,oneshot,storm,flood
+phases=$ALL_PHASES subs=1000 rate=20 seconds=15 quick=0 build=1
+BOUND_KIB=8             # the stated RSS bar per hostile connection
+while [ $# -gt 0 ]; do
+    case $1 in
+        --phases) phases=$2; shift 2 ;;
+        --quick) quick=1; shift ;;
+        --subscribers) subs=$2; shift 2 ;;
+        --rate) rate=$2; shift 2 ;;
+        --seconds) seconds=$2; shift 2 ;;
+        --no-build) build=0; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown option $1 (see --help)" ;;
+    esac
+done
+if [ "$quick" = 1 ]; then seconds=6; oneshot_total=20000; storm_conns=5000
+else oneshot_total=100000; storm_conns=10000; fi
+for v in subs rate seconds; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "--$v must be a positive whole number"
+done
+[ "$subs" -le 19000 ] || die "--subscribers: 1..19000 (20,000 open files per process)"
+todo=(none)
+for p in $(split_csv "$phases"); do
+    case ,$ALL_PHASES, in *,"$p",*) ;; *) die "unknown phase $p (see --help)" ;; esac
+    [ "$p" = none ] || todo+=("$p")
+done
+events=$((rate * seconds))
+command -v python3 >/dev/null || die "python3 is needed (attack.py)"
+
+install_trap
+need_tools
+if [ "$build" = 1 ]; then
+    log "cargo build --release (ssed, ssed-bench)"
+    (cd "$ROOT" && cargo build --release --quiet --bin ssed --bin ssed-bench) \
+        || die "cargo build of ssed / ssed-bench failed"
+fi
+[ -x "$SSED" ] || die "$SSED missing (cargo build --release --bin ssed)"
+[ -x "$BENCH" ] || die "$BENCH missing (cargo build --release --bin ssed-bench)"
+# Flags only some builds have: use them only if this build's --help lists them.
+SSED_EXTRA=()
+if "$SSED" --help 2>/dev/null | grep -q -- '--max-topics'; then SSED_EXTRA+=(--max-topics 10000); fi
+
+mkdir -p "$RESULTS"
+out=$(results_file abuse)
+stamp=$(basename "$out" .jsonl); stamp=${stamp#abuse-}
+jq -nc --arg stamp "$stamp" --arg command "$invocation" --argjson mem "$(mem_total_kb)" --arg kernel "$(uname -r)" \
+    --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    --argjson cores "$(nproc)" --arg phases "${todo[*]}" --argjson subs "$subs" --argjson events "$events" --argjson rate "$rate" \
+    --argjson tck "$CLK_TCK" --argjson bound "$BOUND_KIB" --arg extra "${SSED_EXTRA[*]}" --argjson quick "$quick" \
+    '{bench:"abuse",kind:"meta",stamp:$stamp,command:$command,date:$date,mem_total_kb:$mem,kernel:$kernel,commit:$commit,cores:$cores,
+      phases:$phases,subscribers:$subs,events:$events,rate:$rate,quick:($quick==1),clk_tck:$tck,rss_bound_kib_per_conn:$bound,ssed_extra_flags:$extra}' >"$out"
+
+# The honest subscribers: they stop by themselves once each has every event.
+start_subscribers() {
+    SUB_LOG=$(mktemp "${TMPDIR:-/tmp}/ssed-abuse-sub.XXXXXX"); TMPDIRS+=("$SUB_LOG" "$SUB_LOG.err")
+    "$BENCH" subscribe --addr "127.0.0.1:$SERVER_PORT" --path /events/bench --connections "$subs" \
+        --connect-timeout 60 --heartbeat-event keep-alive --expect-events "$events" \
+        --max-seconds $((seconds + 300)) >"$SUB_LOG" 2>"$SUB_LOG.err" &
+    SUB_PID=$!; PIDS+=("$SUB_PID")
+    wait_ready "$SUB_LOG" "$SUB_PID" 120
+    local f; f=$(ready_field "$SUB_LOG" failed)
+    [ "$f" = 0 ] || log "warning: $f of $subs honest subscribers failed to connect"
+}
+
+start_publisher() {
+    PUB_LOG=$(mktemp "${TMPDIR:-/tmp}/ssed-abuse-pub.XXXXXX"); TMPDIRS+=("$PUB_LOG" "$PUB_LOG.err")
+    timeout --signal=TERM --kill-after=5 $((seconds * 3 + 60)) \
+        "$BENCH" publish --addr "127.0.0.1:$SERVER_PORT" --path /events/bench --count "$events" --rate "$rate" \
+        --max-seconds $((seconds * 3 + 30)) >"$PUB_LOG" 2>"$PUB_LOG.err" &
+    PUB_PID=$!; PIDS+=("$PUB_PID")
+}
+wait_publisher() {
+    wait "$PUB_PID" || log "warning: publisher exited with status $? ($(tail -c 300 "$PUB_LOG.err"))"
+    stop "$PUB_PID"
+}
+
+# start_attack MODE ARGS...: attack.py in the background; waits (at most 120 s) for its
+# "ready" line, i.e. until its connections are open. ATT_PID, ATT_LOG.
+start_attack() {
+    ATT_LOG=$(mktemp "${TMPDIR:-/tmp}/ssed-abuse-att.XXXXXX"); TMPDIRS+=("$ATT_LOG" "$ATT_LOG.err")
+    # --duration bounds the attack by itself; normally it is stopped once the honest load drained.
+    nice -n 10 python3 "$BS/attack.py" "$1" --addr "127.0.0.1:$SERVER_PORT" --duration $((seconds + 150)) "${@:2}" \
+        >"$ATT_LOG" 2>"$ATT_LOG.err" &
+    ATT_PID=$!; PIDS+=("$ATT_PID")
+    local end=$((SECONDS + 120))
+    while [ $SECONDS -lt $end ]; do
+        grep -q '^ready ' "$ATT_LOG" && return 0
+        alive "$ATT_PID" || { log "warning: attack.py $1 exited before ready: $(tail -c 500 "$ATT_LOG.err")"; return 0; }
+        sleep 0.1
+    done
+    log "warning: attack.py $1 not ready after 120 s; measuring anyway"
+}
+
+# RSS sampler: VmRSS of PID every 0.1 s; each new peak is appended to FILE (appended, not
+# rewritten: stopping the sampler mid-write must not lose the peak). Read with peak_kb.
+start_sampler() {
+    local pid=$1 f=$2
+    (
+        peak=0
+        while [ -r "/proc/$pid/status" ]; do
+            while read -r k v _; do
+                if [ "$k" = VmRSS: ]; then
+                    if [ "$v" -gt "$peak" ]; then peak=$v; echo "$peak" >>"$f"; fi
+                    break
+                fi
+            done <"/proc/$pid/status" 2>/dev/null || break
+            sleep 0.1
+        done
+    ) &
+    SAMPLER_PID=$!; PIDS+=("$SAMPLER_PID")
+}
+
+# The honest load's end: every subscriber has every event (ssed-bench exits), or 30 s more.
+# Bounded by the clock, not by a count of polls: a loaded machine makes each poll slow.
+drain() {
+    local end=$((SECONDS + 30))
+    while [ $SECONDS -lt $end ]; do alive "$SUB_PID" || return 0; sleep 0.1; done
+    log "  honest subscribers still short of events 30 s after the last publish"
+}
+
+# How ssed's connections stand: established TCP connections on its port (server side).
+established() { ss -Htn state established "( sport = :$SERVER_PORT )" 2>/dev/null | wc -l; }
+
+# attack_args PHASE: the attack.py arguments; HOSTILE = the nominal hostile connection count.
+attack_args() {
+    case $1 in
+        pipeline) HOSTILE=50; ATT=(pipeline --connections 50 --bytes 200000) ;;
+        garbage) HOSTILE=200; ATT=(garbage --connections 200 --chunk 262144 --interval 0.01) ;;
+        trickle-cl) HOSTILE=100; ATT=(trickle-cl --connections 100 --interval 0.5) ;;
+        trickle-chunked) HOSTILE=100; ATT=(trickle-chunked --connections 100 --interval 0.5) ;;
+        slowloris) HOSTILE=5000; ATT=(slowloris --connections 5000 --interval 1) ;;
+        oneshot) HOSTILE=$oneshot_total; ATT=(oneshot --total "$oneshot_total" --processes 2 --concurrency 64) ;;
+        storm) HOSTILE=$storm_conns; ATT=(storm --connections "$storm_conns" --processes 2 --path /events/bench) ;;
+        flood) HOSTILE=6000; ATT=(flood --connections 6000 --processes 2) ;;
+    esac
+}
+
+BASE_P99=
+run_phase() {
+    local phase=$1 extra=() old_id= rss0 peak rss_end alive_end=true panics att_json=null HOSTILE=0 ATT=()
+    [ "$phase" = flood ] && extra=(--max-connections 3000)
+    start_server ssed 5 "${SSED_EXTRA[@]}" "${extra[@]}"
+    local flags=(--heartbeat 5 --heartbeat-event keep-alive "${SSED_EXTRA[@]}" "${extra[@]}")
+    if [ "$phase" = storm ]; then
+        # 200 events older than every honest subscriber: each storm subscriber replays them.
+        old_id=$(python3 "$BS/attack.py" seed --addr "127.0.0.1:$SERVER_PORT" --path /events/bench --count 200) \
+            || die "could not seed the honest topic"
+    fi
+    start_subscribers
+    rss0=$(settle_rss "$SERVER_PID")
+    local peak_file; peak_file=$(mktemp "${TMPDIR:-/tmp}/ssed-abuse-rss.XXXXXX"); TMPDIRS+=("$peak_file")
+    start_sampler "$SERVER_PID" "$peak_file"
+    mark_start
+    attack_args "$phase"
+    [ -n "$old_id" ] && ATT+=(--last-event-id "$old_id")
+    case $phase in
+        none) start_publisher ;;
+        flood)
+            # The publisher must hold its connection before the flood takes every slot.
+            start_publisher
+            for _ in $(seq 100); do [ "$(established)" -gt "$subs" ] && break; sleep 0.05; done
+            start_attack "${ATT[@]}" ;;
+        *) start_attack "${ATT[@]}"; start_publisher ;;
+    esac
+    wait_publisher
+    drain
+    local t_end; t_end=$(now_s)
+    alive "$SERVER_PID" || alive_end=false
+    $alive_end && mark_end "$t_end" || MEAS='{"server_cpu_us":null,"wall_s":null}'
+    if [ "$phase" != none ]; then
+        stop "$ATT_PID"
+        att_json=$(summary_json "$ATT_LOG")
+    fi
+    stop "$SAMPLER_PID"
+    peak=$(sort -n "$peak_file" | tail -1); peak=${peak:-$rss0}
+    rss_end=$(rss_kb "$SERVER_PID" 2>/dev/null || echo null)
+    [ "$rss_end" != null ] && [ "$rss_end" -gt "$peak" ] && peak=$rss_end
+    stop "$SUB_PID"
+    stop "$SERVER_PID"
+    panics=$(grep -c panicked "$SERVER_LOG" || true)
+    [ "$panics" = 0 ] || { log "  ssed panicked:"; grep -m3 -A2 panicked "$SERVER_LOG" >&2 || true; }
+    $alive_end || log "  ssed died during the phase: $(tail -c 500 "$SERVER_LOG")"
+    local sub; sub=$(summary_json "$SUB_LOG")
+    [ "$phase" = none ] && BASE_P99=$(jq -r '.latency_us.p99 // empty' <<<"$sub")
+    jq -nc --arg phase "$phase" --argjson n "$subs" --argjson k "$events" --argjson hostile "$HOSTILE" \
+        --arg attack "${ATT[*]}" --arg flags "${flags[*]}" --argjson att "$att_json" \
+        --argjson sub "$sub" --argjson pub "$(summary_json "$PUB_LOG")" --argjson m "$MEAS" \
+        --argjson rss0 "$rss0" --argjson peak "$peak" --argjson rss_end "$rss_end" --argjson alive "$alive_end" \
+        --argjson panics "$panics" --argjson base "${BASE_P99:-null}" --argjson bound "$BOUND_KIB" --argjson tck "$CLK_TCK" '
+        # Expected: every event the honest publisher meant to publish, to every honest
+        # subscriber (a publisher that the attack slowed down or cut off misses events too).
+        ($k * $n) as $expected | ($sub.events // 0) as $delivered
+        | ($peak - $rss0) as $growth
+        | {bench:"abuse",phase:$phase,attack:$attack,ssed_flags:$flags,hostile_connections:$hostile,
+           subscribers:$n,established:$sub.established,events:$k,published:$pub.published,
+           delivered:$delivered,expected:$expected,missed:([$expected - $delivered, 0] | max),
+           dropped:$sub.dropped,latency_us:$sub.latency_us,
+           rss_before_kb:$rss0,rss_peak_kb:$peak,rss_end_kb:$rss_end,rss_growth_kb:$growth,
+           rss_growth_bytes_per_hostile:(if $hostile > 0 then ($growth * 1024 / $hostile | round) else null end),
+           rss_growth_kb_per_1000_topics:(if $phase == "oneshot" then ($growth * 1000 / $hostile * 10 | round / 10) else null end),
+           server_cpu_s:(if $m.server_cpu_us then ($m.server_cpu_us / 1e6 * 100 | round / 100) else null end),
+           wall_s:$m.wall_s,alive:$alive,panics:$panics,no_attack_p99_us:$base}
+        | .bars = {
+            # Events that never arrived have no latency: if more than 1% of them are missing,
+            # the true p99 is beyond the phase, whatever the delivered ones measured.
+            latency: (if $phase == "none" or $base == null then null
+                      else {limit_us:(2 * $base + 50000),
+                            p99_known:(($sub.latency_us.samples // 0) > 0 and .missed * 100 <= $expected),
+                            pass:(($sub.latency_us.samples // 0) > 0 and .missed * 100 <= $expected
+                                  and ($sub.latency_us.p99 // 1e18) <= 2 * $base + 50000)} end),
+            rss: (if $hostile == 0 then null else {limit_kb:($bound * $hostile), pass:($growth <= $bound * $hostile)} end),
+            alive: {pass:($alive and $panics == 0)},
+            missed: {pass:(.missed == 0 and ($pub.published // 0) == $k)}}
+        | .pass = ([.bars[] | select(. != null) | .pass] | all)
+        | . + {attack_summary:$att, sub_summary:$sub, pub_summary:$pub}' >>"$out"
+    log "  -> $(tail -1 "$out" | jq -r '"p99 \(.latency_us.p99 // "?") us, RSS +\(.rss_growth_kb) kB, CPU \(.server_cpu_s) s, \(.delivered)/\(.expected) delivered: \(if .pass then "PASS" else "FAIL" end)"')"
+}
+
+for p in "${todo[@]}"; do
+    log "phase $p"
+    run_phase "$p"
+done
+ln -sf "$(basename "$out")" "$RESULTS/abuse-latest.jsonl"
+
+echo
+echo "Abuse: $subs honest subscribers of one topic, $events events at $rate/s per phase, fresh ssed per"
+echo "phase. Latency of the honest subscribers in ms; bar = 2 x no-attack p99 + 50 ms. RSS growth = peak"
+echo "VmRSS during the attack - before it; bar = $BOUND_KIB KiB per hostile connection. CPU = ssed's utime+stime."
+{
+    printf '%s\t' phase hostile delivered/expected p50 p99 max p99_bar "RSS+_MB" B/hostile CPU_s alive verdict; echo
+    jq -r 'select(.bench=="abuse" and .kind != "meta") |
+        def ms: if . == null then "-" else (. / 100 | round / 10 | tostring) end;
+        def fails: [.bars | to_entries[] | select(.value != null and (.value.pass | not)) | .key] | join(",");
+        (if (.latency_us.samples // 0) == 0 then {} else .latency_us end) as $lat
+        | [.phase, .hostile_connections, "\(.delivered)/\(.expected)", ($lat.p50 | ms),
+         (if .bars.latency.p99_known == false then ">phase" else ($lat.p99 | ms) end), ($lat.max | ms), (.bars.latency.limit_us | ms), ((.rss_growth_kb / 1024 * 10 | round) / 10),
+         (.rss_growth_bytes_per_hostile // "-"), .server_cpu_s,
+         (if .alive and .panics == 0 then "yes" else "NO" end),
+         (if .pass then "PASS" else "FAIL(\(fails))" end)] | map(tostring) | @tsv' "$out"
+} | column -t -s $'\t'
+if jq -se 'any(.phase=="oneshot")' "$out" >/dev/null; then
+    jq -r 'select(.phase=="oneshot") | "oneshot: RSS +\(.rss_growth_kb) kB in all, \(.rss_growth_kb_per_1000_topics) kB per 1,000 topics (\(.attack_summary.done // "?") completed)"' "$out"
+fi
+echo "results: $out"
