@@ -7,10 +7,14 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-30}
+[[ "$seconds" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz/run.sh: SECONDS_PER_TARGET must be a positive whole number" >&2; exit 2; }
 shift $(( $# > 0 ? 1 : 0 ))
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(request chunked names connection)
 toolchain=${SSED_FUZZ_TOOLCHAIN:-nightly}
+for target in "${targets[@]}"; do
+    [ -f "fuzz_targets/$target.rs" ] || { echo "fuzz/run.sh: no target $target" >&2; exit 2; }
+done
 
 started=$SECONDS
 if ! rustup run "$toolchain" rustc --version >/dev/null 2>&1; then
@@ -27,8 +31,11 @@ started=$SECONDS
 cargo "+$toolchain" fuzz build
 echo "fuzz/run.sh: targets built in $((SECONDS - started)) s" >&2
 
-# Inputs up to 16 KiB: past the 8 KiB head limit and the 1 KiB chunk-size-line limit.
-declare -A max_len=([request]=16384 [chunked]=16384 [names]=1024 [connection]=16384)
+# Inputs up to 16 KiB: past the 8 KiB head limit and the 1 KiB chunk-size-line limit. The parser
+# targets try long inputs from the start (-len_control=0) rather than growing them slowly: a short
+# run would otherwise never get past those limits.
+declare -A extra=([request]="-max_len=16384 -len_control=0" [chunked]="-max_len=16384 -len_control=0"
+    [names]="-max_len=1024" [connection]="-max_len=16384")
 marker=$(mktemp)
 trap 'rm -f "$marker"' EXIT
 failed=()
@@ -43,9 +50,10 @@ for target in "${targets[@]}"; do
     # -timeout: an input taking over 10 s (a hung worker, for `connection`) counts as a crash.
     status=0
     cargo "+$toolchain" fuzz run "$target" "$corpus" -- \
-        -max_total_time="$seconds" -max_len="${max_len[$target]}" -timeout=10 \
+        -max_total_time="$seconds" ${extra[$target]} -timeout=10 \
         -dict=http.dict -print_final_stats=1 >"$log" 2>&1 || status=$?
-    grep -E '^#[0-9]+ +(INITED|DONE)|^stat::(number_of_executed_units|average_exec_per_sec|peak_rss)|SUMMARY|ERROR|panicked' "$log" >&2 || true
+    grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::(number_of_executed_units|average_exec_per_sec|peak_rss)|SUMMARY|ERROR|panicked' "$log" >&2 || true
+    grep -A2 'panicked at' "$log" | head -n 6 >&2 || true
     echo "fuzz/run.sh: $target ran $((SECONDS - started)) s, exit status $status" >&2
     if [ "$status" -ne 0 ]; then
         failed+=("$target")
