@@ -5,6 +5,12 @@
 # see fuzz/README.md).
 set -euo pipefail
 cd "$(dirname "$0")"
+# Seconds each fuzz target runs after the tests (fuzz/run.sh); 0 skips fuzzing.
+fuzz_seconds=${SSED_FUZZ_SECONDS:-30}
+if ! [[ "$fuzz_seconds" =~ ^[0-9]+$ ]]; then
+    echo "test.sh: SSED_FUZZ_SECONDS must be a whole number of seconds, not '$fuzz_seconds'" >&2
+    exit 2
+fi
 
 # Debian packages the tests use: redis-server (tests/redis.rs, tests/browser.rs) and chromium
 # (tests/browser.rs, a real EventSource).
@@ -20,11 +26,6 @@ fi
 # The packaged service is not needed: each test starts its own redis-server on a free port.
 cargo test "$@"
 
-fuzz_seconds=${SSED_FUZZ_SECONDS:-30}
-if ! [[ "$fuzz_seconds" =~ ^[0-9]+$ ]]; then
-    echo "test.sh: SSED_FUZZ_SECONDS must be a whole number of seconds, not '$fuzz_seconds'" >&2
-    exit 2
-fi
 if [ "$fuzz_seconds" -gt 0 ]; then
     fuzz/run.sh "$fuzz_seconds"
 fi
