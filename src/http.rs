@@ -597,6 +597,55 @@ pub fn parse_request(
     }
 }
 
+/// A request parsed from input that arrives in `pieces`, keeping progress between them as a
+/// connection does (the head scan, the head parsed once, the chunked body decoded and squeezed
+/// in place). For tests and fuzzing: the answer must not depend on how the bytes were split.
+/// Returns the head, the body and the bytes of input the request took.
+#[allow(clippy::type_complexity)]
+pub fn parse_in_pieces(
+    pieces: &[&[u8]],
+    max_body: usize,
+) -> Result<Option<(Head, Vec<u8>, usize)>, Rejection> {
+    let mut input = Vec::new();
+    let mut scan = HeadScan::default();
+    let mut head: Option<Head> = None;
+    let mut decoder = ChunkedDecoder::default();
+    // Bytes the chunked decoder squeezed out: the request took them too.
+    let mut squeezed = 0;
+    for piece in pieces {
+        input.extend_from_slice(piece);
+        if head.is_none() {
+            if !scan.may_be_complete(&input) && input.len() <= MAX_HEAD_BYTES {
+                continue;
+            }
+            head = parse_head(&input, max_body)?;
+        }
+        let Some(h) = &head else { continue };
+        match h.framing {
+            Framing::Length(n) if input.len() >= h.len + n => {
+                let body = input[h.len..h.len + n].to_vec();
+                return Ok(Some((h.clone(), body, h.len + n)));
+            }
+            Framing::Length(_) => {}
+            Framing::Chunked => {
+                let body_at = h.len;
+                match decoder.advance(&mut input[body_at..], max_body)? {
+                    Some(done) => {
+                        let body = input[body_at..body_at + done.decoded].to_vec();
+                        return Ok(Some((h.clone(), body, body_at + done.consumed + squeezed)));
+                    }
+                    None => {
+                        let before = input.len();
+                        decoder.squeeze(&mut input, body_at);
+                        squeezed += before - input.len();
+                    }
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
