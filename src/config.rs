@@ -98,6 +98,9 @@ pub struct Config {
     /// [default: none; no CORS headers are sent].
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,
+
+    #[command(flatten)]
+    pub auth: crate::auth::AuthConfig,
 }
 
 fn parse_event_name(name: &str) -> Result<String, String> {

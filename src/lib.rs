@@ -12,7 +12,9 @@
 //! - [`publish`]: ids, encoding once, and handing events to every worker.
 //! - [`redis_broker`]: `--redis`, sharing one event stream between processes and machines.
 //! - [`metrics`]: counters and the Prometheus rendering.
+//! - [`auth`]: who may subscribe and publish (JWT, --publish-token), and `ssed token`.
 
+pub mod auth;
 pub mod config;
 pub mod event_log;
 pub mod event_loop;
