@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 
 /// The auth flags, flattened into the daemon's command line.
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct AuthConfig {
     /// HMAC secret that verifies HS256/HS384/HS512 tokens; once set, subscribing needs a token
     /// (see --public-topic) and loopback clients may no longer publish without one
@@ -84,6 +84,25 @@ pub struct AuthConfig {
         value_delimiter = ','
     )]
     pub public_topics: Vec<String>,
+}
+
+/// The cookie looked at when --jwt-cookie is not given.
+pub const DEFAULT_COOKIE: &str = "ssed_token";
+
+/// Nothing configured: today's behaviour (anyone subscribes, loopback publishes). Handy for
+/// embedding and tests; the command line gives the same.
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            jwt_key: None,
+            jwt_key_files: Vec::new(),
+            jwt_cookie: DEFAULT_COOKIE.to_string(),
+            allow_query_token: false,
+            jwt_audience: None,
+            jwt_issuer: None,
+            public_topics: Vec::new(),
+        }
+    }
 }
 
 /// What a request wants to do with a topic.
