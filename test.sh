@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Debian packages the tests use: redis-server (tests/redis.rs, tests/browser.rs) and chromium
-# (tests/browser.rs, a real EventSource).
+# (tests/browser.rs, a real EventSource), and openssl (the auth tests make their keys with it).
 missing=()
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
