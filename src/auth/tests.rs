@@ -849,3 +849,16 @@ fn mint_picks_the_algorithm_from_the_key_and_writes_the_claims() {
     assert!(mint(&public, t).unwrap_err().contains("public key"));
     assert!(Signer::from_secret(b"x", Some(Algorithm::RS256)).is_err());
 }
+
+#[test]
+fn a_crit_header_is_refused() {
+    let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+    header.crit = Some(vec!["exp".into()]);
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
+    let token = jsonwebtoken::encode(&header, &claims(&["news"], &[]), &key).unwrap();
+    let a = authorizer(&config(true, &[]));
+    assert_eq!(
+        failure(bearer(&a, &token, Action::Subscribe, "news")),
+        (401, AuthFailure::MalformedToken)
+    );
+}
