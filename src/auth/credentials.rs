@@ -75,7 +75,8 @@ impl<'a> Credentials<'a> {
             return checked(token, Source::Header);
         }
         for header in self.values("cookie") {
-            if let Some(token) = cookie_value(header, cookie.as_bytes()) {
+            // An empty value is how applications clear the cookie on logout: no token.
+            if let Some(token) = cookie_value(header, cookie.as_bytes()).filter(|t| !t.is_empty()) {
                 return checked(token, Source::Cookie);
             }
         }
@@ -205,7 +206,7 @@ mod tests {
 
     #[test]
     fn cookies_are_parsed_per_rfc_6265() {
-        let cases: [(&[u8], Option<&[u8]>); 7] = [
+        let cases: [(&[u8], Option<&[u8]>); 8] = [
             (b"ssed_token=abc", Some(b"abc")),
             (b"a=1; ssed_token=abc; b=2", Some(b"abc")),
             (b"a=1;ssed_token=abc", Some(b"abc")),
@@ -213,6 +214,7 @@ mod tests {
             (b"xssed_token=abc; ssed_tokenx=def", None),
             (b"ssed_token=first; ssed_token=second", Some(b"first")),
             (b"a=b=c; ssed_token=x=y", Some(b"x=y")),
+            (b"ssed_token=; a=1", None),
         ];
         for (header, want) in cases {
             let got = find(&[("Cookie", header)], "", false);

@@ -80,7 +80,7 @@ pub struct Grants {
 
 /// A verified token's claims.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified {
+pub struct Claims {
     pub exp: Option<u64>,
     pub grants: Grants,
 }
@@ -133,7 +133,7 @@ impl KeySet {
     }
 
     /// Verifies `token` (signature first, then exp/nbf/aud/iss) and returns its claims.
-    pub fn verify(&self, token: &[u8]) -> Result<Verified, Denial> {
+    pub fn verify(&self, token: &[u8]) -> Result<Claims, Denial> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
             Denial::invalid(
                 AuthFailure::MalformedToken,
@@ -170,7 +170,7 @@ impl KeySet {
             match jsonwebtoken::decode::<Payload>(token, &key.key, &key.validation) {
                 Ok(data) => {
                     let exp = data.claims.exp.map(|e| e.max(0.0) as u64);
-                    return Ok(Verified {
+                    return Ok(Claims {
                         exp,
                         grants: data.claims.ssed,
                     });

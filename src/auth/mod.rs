@@ -18,7 +18,7 @@ mod keys;
 mod mint;
 
 pub use credentials::{Credentials, Found, Source, MAX_TOKEN_BYTES};
-pub use keys::{parse_key_file, Expectations, Grants, KeyFile, KeySet, Verified, LEEWAY_SECS};
+pub use keys::{parse_key_file, Claims, Expectations, Grants, KeyFile, KeySet, LEEWAY_SECS};
 pub use mint::{mint, run_token_command, Signer, TokenArgs};
 
 use std::fmt::Write as _;
@@ -112,8 +112,10 @@ pub enum Action {
     Publish,
 }
 
-/// Permission to go on. `expires_at_unix` is the token's `exp` (Unix seconds), if a token with
-/// one was needed: the stream must end once it has passed.
+/// Permission to go on. `expires_at_unix` (Unix seconds) is when the token that was needed stops
+/// being honoured: its `exp` plus [`LEEWAY_SECS`], the same instant verification starts refusing
+/// it, so a stream is never cut while a reconnect with the same token would still be accepted
+/// (which would only make the client loop). `None`: no token was needed, or it has no `exp`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Grant {
     pub expires_at_unix: Option<u64>,
@@ -270,7 +272,7 @@ pub fn selector_matches(selector: &str, topic: &str) -> bool {
     }
 }
 
-impl Verified {
+impl Claims {
     /// Whether these claims allow `action` on `topic`.
     pub fn grants(&self, action: Action, topic: &str) -> bool {
         let selectors = match action {
@@ -282,7 +284,7 @@ impl Verified {
 
     pub fn grant(&self) -> Grant {
         Grant {
-            expires_at_unix: self.exp,
+            expires_at_unix: self.exp.map(|exp| exp.saturating_add(LEEWAY_SECS)),
         }
     }
 }
@@ -470,7 +472,16 @@ impl Authorizer {
                 ));
             }
         }
-        let claims = self.verify(token)?;
+        let claims = self.verify(token).map_err(|denial| {
+            // A publisher that sent a wrong static token should hear about that, not about JWTs.
+            match (action, &self.publish_token, denial.metric) {
+                (Action::Publish, Some(_), AuthFailure::MalformedToken) => Denial::invalid(
+                    AuthFailure::WrongPublishToken,
+                    "neither the publish token nor a valid JWT",
+                ),
+                _ => denial,
+            }
+        })?;
         let allowed = |t: &&str| {
             claims.grants(action, t) || (action == Action::Subscribe && self.is_public(t))
         };
@@ -485,7 +496,7 @@ impl Authorizer {
     }
 
     /// Verifies a token against the keys in force (signature, exp, nbf, aud, iss).
-    pub fn verify(&self, token: &[u8]) -> Result<Verified, Denial> {
+    pub fn verify(&self, token: &[u8]) -> Result<Claims, Denial> {
         let keys = Arc::clone(&self.keys.read().unwrap_or_else(|e| e.into_inner()));
         keys.verify(token)
     }
