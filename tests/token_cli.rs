@@ -147,6 +147,31 @@ fn ssed_token_with_a_private_key_file() {
 }
 
 #[test]
+fn the_auth_flags_are_read_from_the_environment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ssed"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env(
+            "SSED_JWT_KEY_FILE",
+            "k1=/nonexistent/first.pub,/nonexistent/second.pub",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/first.pub"), "{stderr}");
+    let mut daemon = Daemon::start_with_env(
+        &[],
+        &[
+            ("SSED_JWT_KEY", SECRET),
+            ("SSED_ALLOW_QUERY_TOKEN", "true"),
+            ("SSED_PUBLIC_TOPIC", "news,public/*"),
+            ("SSED_JWT_AUDIENCE", "ssed"),
+        ],
+    );
+    daemon.terminate();
+}
+
+#[test]
 fn ssed_token_refuses_a_token_granting_nothing_and_usage_errors() {
     let out = ssed(&["token", "--jwt-key", SECRET]);
     assert_eq!(out.status.code(), Some(1));

@@ -452,11 +452,12 @@ impl Authorizer {
                 return Err(Denial::new(400, AuthFailure::MalformedRequest, reason))
             }
             Found::TooLong => {
+                const _: () = assert!(MAX_TOKEN_BYTES == 4096, "update the reason below");
                 return Err(Denial::new(
                     431,
                     AuthFailure::TokenTooLong,
                     "the token is longer than 4096 bytes",
-                ))
+                ));
             }
         };
         if action == Action::Publish {
