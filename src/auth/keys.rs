@@ -279,7 +279,15 @@ fn public_key(pem: &[u8]) -> Result<(DecodingKey, &'static [Algorithm]), String>
         Some(other) => return Err(format!("a PEM {other:?} is not a public key (expected -----BEGIN PUBLIC KEY-----)")),
     }
     if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-        return Ok((key, RSA));
+        // The backend verifies RSA keys of 2048 to 8192 bits only; a smaller key would load and
+        // then fail every token as a bad signature, so say it now.
+        return match key.try_get_as_bytes().ok().and_then(rsa_modulus_bits) {
+            Some(bits) if (2048..=8192).contains(&bits) => Ok((key, RSA)),
+            Some(bits) => Err(format!(
+                "a {bits}-bit RSA key; ssed verifies RSA keys of 2048 to 8192 bits"
+            )),
+            None => Err("damaged RSA public key".into()),
+        };
     }
     if let Ok(key) = DecodingKey::from_ec_pem(pem) {
         // The crate keeps the uncompressed point: 1 + 2 × the field size.
@@ -297,6 +305,36 @@ fn public_key(pem: &[u8]) -> Result<(DecodingKey, &'static [Algorithm]), String>
         "unsupported or damaged public key; ssed verifies RSA, EC P-256, EC P-384 and Ed25519 keys"
             .into(),
     )
+}
+
+/// The modulus size of a DER `RSAPublicKey` (RFC 8017 A.1.1: SEQUENCE { INTEGER n, INTEGER e }).
+fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {
+    /// One DER element's tag and contents, and what follows it.
+    fn element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = der.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (first as usize, rest)
+        } else {
+            let n = (first & 0x7f) as usize;
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |acc, &b| acc << 8 | b as usize);
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+    let (0x30, sequence, _) = element(der)? else {
+        return None;
+    };
+    let (0x02, modulus, _) = element(sequence)? else {
+        return None;
+    };
+    let modulus = &modulus[modulus.iter().position(|&b| b != 0)?..];
+    Some(modulus.len() * 8 - modulus[0].leading_zeros() as usize)
 }
 
 #[cfg(test)]

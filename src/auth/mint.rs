@@ -112,14 +112,15 @@ impl Signer {
         }
         // The crate checks the key type in each constructor, so the first that accepts it
         // tells the family; within EC, only a trial signature tells P-256 from P-384.
-        let (key, natural): (EncodingKey, &[Algorithm]) = if let Ok(key) =
-            EncodingKey::from_ec_pem(pem)
-        {
-            (key, &[Algorithm::ES256, Algorithm::ES384])
+        const EC: &[Algorithm] = &[Algorithm::ES256, Algorithm::ES384];
+        let (key, natural, unusable) = if let Ok(key) = EncodingKey::from_ec_pem(pem) {
+            let why = "unsupported EC curve; ssed verifies P-256 (ES256) and P-384 (ES384)";
+            (key, EC, why)
         } else if let Ok(key) = EncodingKey::from_ed_pem(pem) {
-            (key, &[Algorithm::EdDSA])
+            (key, &[Algorithm::EdDSA][..], "damaged Ed25519 key")
         } else if let Ok(key) = EncodingKey::from_rsa_pem(pem) {
-            (key, &[Algorithm::RS256])
+            let why = "this RSA key cannot sign; ssed handles RSA keys of 2048 to 8192 bits";
+            (key, &[Algorithm::RS256][..], why)
         } else {
             return Err("unsupported or damaged private key; ssed token signs with RSA, EC P-256, EC P-384 and Ed25519 keys".into());
         };
@@ -131,7 +132,7 @@ impl Signer {
                 .iter()
                 .copied()
                 .find(|&a| works(a))
-                .ok_or("unsupported EC curve; ssed verifies P-256 (ES256) and P-384 (ES384)")?,
+                .ok_or(unusable)?,
         };
         Ok(Signer { key, alg })
     }

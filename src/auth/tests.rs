@@ -43,7 +43,11 @@ fn keys() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = temp_dir("keys");
-        let gens: [(&str, &[&str]); 6] = [
+        let gens: [(&str, &[&str]); 7] = [
+            (
+                "rsa1024",
+                &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"],
+            ),
             (
                 "rsa",
                 &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
@@ -717,6 +721,10 @@ fn startup_errors_name_the_file_and_say_what_to_do() {
     let err = |files: &[&str]| Authorizer::from_config(&config(false, files), None).unwrap_err();
     let e = err(&["rsa.pem"]);
     assert!(e.contains("rsa.pem") && e.contains("-pubout"), "{e}");
+    let e = err(&["rsa1024.pub"]);
+    assert!(e.contains("rsa1024.pub") && e.contains("1024-bit"), "{e}");
+    let e = Signer::from_pem(&std::fs::read(key("rsa1024.pem")).unwrap(), None).err();
+    assert!(e.unwrap().contains("2048 to 8192"));
     let e = err(&["missing.pub"]);
     assert!(
         e.contains("missing.pub") && e.contains("cannot read"),
