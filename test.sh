@@ -13,9 +13,11 @@ if ! [[ "$fuzz_seconds" =~ ^[0-9]+$ ]]; then
 fi
 
 # Debian packages the tests use: redis-server (tests/redis.rs, tests/browser.rs,
-# tests/upgrade.rs), chromium (tests/browser.rs, a real EventSource) and systemd for
-# systemd-analyze (tests/packaging.rs verifies the unit; nothing is started under systemd).
+# tests/upgrade.rs), chromium (tests/browser.rs, a real EventSource), systemd for
+# systemd-analyze (tests/packaging.rs verifies the unit; nothing is started under systemd)
+# and openssl (the auth tests make their keys with it).
 missing=()
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)

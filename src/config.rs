@@ -117,6 +117,9 @@ pub struct Config {
     )]
     pub cors_origins: Vec<String>,
 
+    #[command(flatten)]
+    pub auth: crate::auth::AuthConfig,
+
     /// Log line format on stderr: `text` for people, `json` for one JSON object per line
     /// (timestamp, level, target, message, fields) for Loki, Elasticsearch or Cloud Logging.
     #[arg(long, env = "SSED_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

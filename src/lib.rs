@@ -16,8 +16,10 @@
 //!   and how work reaches a worker.
 //! - [`redis_broker`]: `--redis`, sharing one event stream between processes and machines.
 //! - [`metrics`]: counters and the Prometheus rendering.
+//! - [`auth`]: who may subscribe and publish (JWT, --publish-token), and `ssed token`.
 //! - [`logging`]: text or JSON log lines.
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod connection;

@@ -8,6 +8,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "token") {
+        return ssed::auth::run_token_command(std::env::args_os().skip(1));
+    }
     let config = Config::parse();
     ssed::logging::init(config.log_format);
     let fatal = |message: String| ssed::logging::fatal(config.log_format, &message);

@@ -84,6 +84,8 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
 
 impl Server {
     pub fn start(config: &Config) -> io::Result<Server> {
+        crate::auth::Authorizer::from_config(&config.auth, config.publish_token.as_deref())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let open_files = raise_open_file_limit()?;
         let workers = config.workers();
         let max_connections = config
