@@ -523,10 +523,7 @@ impl Connection {
             if pending.is_empty() {
                 return Parsed::NeedInput;
             }
-            if !ex.scan.may_be_complete(pending) && pending.len() <= MAX_HEAD_BYTES {
-                return Parsed::NeedInput;
-            }
-            let head = match parse_head(pending, max_body) {
+            let head = match ex.scan.next(pending, max_body) {
                 Ok(Some(head)) => head,
                 Ok(None) => return Parsed::NeedInput,
                 Err(rejection) => {
@@ -534,7 +531,6 @@ impl Connection {
                     return Parsed::Progress;
                 }
             };
-            ex.scan.reset();
             let request = Request::new(&head, pending, b"");
             match requests.screen(token, self.peer, &request) {
                 Ok(route) => {

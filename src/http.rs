@@ -142,24 +142,59 @@ impl Rejection {
     }
 }
 
-/// The search for the end of a head, kept between reads.
+/// The search for the end of a head, kept between reads: a head trickled in one byte at a time
+/// is scanned once, and httparse runs only when a terminator has arrived.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HeadScan {
+    /// How far the search has gone.
     scanned: usize,
+    /// Terminators that did not end a head (blank lines before the request line).
+    false_ends: u8,
 }
 
-impl HeadScan {
-    /// Whether `input` (the bytes of the request so far) may hold a whole head: looks only at
-    /// bytes not looked at before (and the three before them, where a terminator may straddle).
-    pub fn may_be_complete(&mut self, input: &[u8]) -> bool {
-        let from = self.scanned.saturating_sub(3);
-        self.scanned = input.len();
-        let fresh = &input[from..];
-        fresh.windows(2).any(|w| w == b"\n\n") || fresh.windows(3).any(|w| w == b"\n\r\n")
-    }
+/// Blank lines tolerated before a request line (RFC 9112 §2.2 asks for at least one).
+const MAX_FALSE_ENDS: u8 = 4;
 
-    pub fn reset(&mut self) {
-        self.scanned = 0;
+impl HeadScan {
+    /// The head at the front of `input` (the bytes of the request so far), once it is whole:
+    /// looks only at bytes not looked at before (and the few before them, where a terminator
+    /// may straddle two reads).
+    pub fn next(&mut self, input: &[u8], max_body: usize) -> Result<Option<Head>, Rejection> {
+        loop {
+            let from = self.scanned.saturating_sub(2);
+            let found = input[from..]
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|at| from + at + 2)
+                .into_iter()
+                .chain(
+                    input[from..]
+                        .windows(3)
+                        .position(|w| w == b"\n\r\n")
+                        .map(|at| from + at + 3),
+                )
+                .min();
+            let Some(end) = found else {
+                self.scanned = input.len();
+                if input.len() > MAX_HEAD_BYTES {
+                    return Err(Rejection::new(431, "request head larger than 8 KiB"));
+                }
+                return Ok(None);
+            };
+            self.scanned = end;
+            match parse_head(&input[..end], max_body)? {
+                Some(head) => {
+                    *self = HeadScan::default();
+                    return Ok(Some(head));
+                }
+                None => {
+                    self.false_ends += 1;
+                    if self.false_ends > MAX_FALSE_ENDS {
+                        return Err(Rejection::bad_request("malformed request"));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -615,10 +650,7 @@ pub fn parse_in_pieces(
     for piece in pieces {
         input.extend_from_slice(piece);
         if head.is_none() {
-            if !scan.may_be_complete(&input) && input.len() <= MAX_HEAD_BYTES {
-                continue;
-            }
-            head = parse_head(&input, max_body)?;
+            head = scan.next(&input, max_body)?;
         }
         let Some(h) = &head else { continue };
         match h.framing {
@@ -687,13 +719,21 @@ mod tests {
     }
 
     #[test]
-    fn the_end_of_a_trickled_head_is_found_without_rescanning() {
-        let input = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+    fn a_trickled_head_is_parsed_once_whole_even_after_blank_lines() {
+        let input = b"\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n";
         let mut scan = HeadScan::default();
         for end in 1..input.len() {
-            assert!(!scan.may_be_complete(&input[..end]), "at {end}");
+            assert!(scan.next(&input[..end], 0).unwrap().is_none(), "at {end}");
         }
-        assert!(scan.may_be_complete(input));
+        assert_eq!(
+            scan.next(input, 0).unwrap().map(|h| h.len),
+            Some(input.len())
+        );
+        let blank_lines = b"\n\n\n\n\n\n\n\n\n\n\n\n";
+        assert_eq!(
+            HeadScan::default().next(blank_lines, 0).unwrap_err().status,
+            400
+        );
     }
 
     #[test]
