@@ -30,7 +30,7 @@
 //! until its client has read: pipelining requests without reading the answers holds at most
 //! one request and one cap of output.
 
-use crate::http::{parse_head, ChunkedDecoder, Framing, Head, HeadScan, Request, MAX_HEAD_BYTES};
+use crate::http::{ChunkedDecoder, Framing, Head, HeadScan, Request, MAX_HEAD_BYTES};
 use crate::requests::{Answer, Peer, Refusal, Requests, Route, SubscribeTo};
 use crate::subscribers::{write_some, Subscriber};
 use mio::net::TcpStream;
@@ -534,13 +534,17 @@ impl Connection {
             let request = Request::new(&head, pending, b"");
             match requests.screen(token, self.peer, &request) {
                 Ok(route) => {
-                    if head.expects_continue && !ex.continue_sent && !body_arrived(&head, pending) {
+                    let send_continue =
+                        head.expects_continue && !ex.continue_sent && !body_arrived(&head, pending);
+                    ex.head = Some((head, route));
+                    ex.chunked = ChunkedDecoder::default();
+                    if send_continue {
+                        // Out at once (the loop writes before it reads), or the client waits.
                         ex.output
                             .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                         ex.continue_sent = true;
+                        return Parsed::Progress;
                     }
-                    ex.head = Some((head, route));
-                    ex.chunked = ChunkedDecoder::default();
                 }
                 Err(refusal) => {
                     // Refused on its head alone: the body is never read (nor 100 Continue sent).

@@ -14,6 +14,8 @@
 //! What a connection does with its bytes is `connection.rs`; what a request does is
 //! `requests.rs`; fan-out and heartbeats are `delivery.rs`; replay is `replay.rs`.
 
+use crate::auth::Expiries;
+use crate::broker::now_ms;
 use crate::connection::{Connection, Drive, ExchangePool, Ready, State, LINGER_SECS};
 use crate::delivery::Delivery;
 use crate::event_log::encode_gap;
@@ -65,6 +67,8 @@ pub struct Worker {
     topics: Topics,
     delivery: Delivery,
     replay: Replay,
+    /// When streams opened with an expiring token end.
+    expiries: Expiries,
     /// Connections with work left over from an earlier turn.
     run_queue: VecDeque<usize>,
     inbox: Vec<Message>,
@@ -109,6 +113,7 @@ impl Worker {
             ),
             delivery: Delivery::new(settings.heartbeat.clone(), settings.heartbeat_every),
             replay: Replay::new(hub.broker.stream_start()),
+            expiries: Expiries::default(),
             run_queue: VecDeque::new(),
             inbox: Vec::new(),
             failed: Vec::new(),
@@ -414,6 +419,10 @@ impl Worker {
             }
         }
         self.stats().subscribers.fetch_add(1, Relaxed);
+        if let Some(exp) = to.expires_at_unix {
+            let left = exp.saturating_sub(now_ms() / 1000).min(u32::MAX as u64 / 2) as u32;
+            self.expiries.add(token, self.now().saturating_add(left));
+        }
         preamble.extend_from_slice(&to.head);
         // A fresh socket's send buffer is empty, so a head of a few hundred bytes goes out whole;
         // if it does not, the client is already gone or misbehaving.
@@ -536,6 +545,7 @@ impl Worker {
             self.next_housekeeping = now + Duration::from_secs(1);
             self.timeout_scan.get_or_insert(0);
             self.replay.retry();
+            self.end_expired_streams();
             let forgotten = self.topics.expire(self.now(), TOPIC_EXPIRY_PER_TURN);
             if forgotten > 0 {
                 log::debug!("forgot {forgotten} unused topic(s)");
@@ -593,12 +603,27 @@ impl Worker {
         self.timeout_scan = (cursor < self.conns.capacity()).then_some(cursor);
     }
 
+    /// Ends the streams whose token has expired; their EventSource reconnects with whatever
+    /// credentials the application holds by then.
+    fn end_expired_streams(&mut self) {
+        if self.expiries.is_empty() {
+            return;
+        }
+        let mut due = Vec::new();
+        self.expiries.due(self.now(), &mut due);
+        for token in due {
+            log::debug!("subscriber {token}: its token expired; ending the stream");
+            self.close(token);
+        }
+    }
+
     // ---- closing ------------------------------------------------------------------------------
 
     fn close(&mut self, token: usize) {
         let Some(mut conn) = self.conns.try_remove(token) else {
             return;
         };
+        self.expiries.forget(token);
         let now = self.now();
         match conn.state() {
             State::Subscriber(sub) => {

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 
 /// Request heads larger than this are answered 431 (RFC 6585 §5).
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
-const MAX_HEADERS: usize = 48;
+pub const MAX_HEADERS: usize = 48;
 /// A chunk-size line (with extensions) longer than this is garbage, not a slow client.
 const MAX_CHUNK_LINE: usize = 1024;
 
@@ -112,6 +112,18 @@ impl<'a> Request<'a> {
     /// The first value of query parameter `name`, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<Result<String, Rejection>> {
         query_param(self.query(), name)
+    }
+
+    /// Every header as (name, value), into `out` (a caller's array: no allocation); returns
+    /// how many there are.
+    pub fn header_pairs(&self, out: &mut [(&'a str, &'a [u8]); MAX_HEADERS]) -> usize {
+        for (slot, &(name, value)) in out.iter_mut().zip(&self.head.headers) {
+            *slot = (
+                self.text(name),
+                &self.input[value.0 as usize..value.1 as usize],
+            );
+        }
+        self.head.headers.len().min(MAX_HEADERS)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The `ssed` binary: parse flags, start the server, print where it listens, wait for a signal.
 
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use ssed::config::Config;
 use ssed::server::{Notice, Server};
 use std::io::Write;
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         }
     };
     let stopper = server.stopper();
-    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(signals) => signals,
         Err(e) => {
             fatal(format!("cannot install signal handlers: {e}"));
@@ -31,9 +31,15 @@ fn main() -> ExitCode {
         }
     };
     std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
-            log::info!("received signal {signal}; shutting down");
-            let _ = stopper.send(Notice::Stop);
+        for signal in signals.forever() {
+            if signal == SIGHUP {
+                log::info!("received SIGHUP; reloading key files");
+                let _ = stopper.send(Notice::Reload);
+            } else {
+                log::info!("received signal {signal}; shutting down");
+                let _ = stopper.send(Notice::Stop);
+                break;
+            }
         }
     });
 

@@ -86,6 +86,7 @@ pub struct WorkerStats {
     pub rejected: [AtomicU64; RejectReason::ALL.len()],
     /// When the worker's loop last turned (ms since the epoch), for /livez.
     pub last_turn_ms: AtomicU64,
+    pub auth_failures: crate::auth::AuthFailures,
 }
 
 /// A worker whose loop has not turned for this long makes /livez answer 503. An idle loop
@@ -206,6 +207,9 @@ pub fn render(global: &GlobalStats, workers: &[&WorkerStats], extra: &str) -> St
             reason.label()
         );
     }
+    let failures: Vec<&crate::auth::AuthFailures> =
+        workers.iter().map(|w| &w.auth_failures).collect();
+    out.push_str(&crate::auth::render_failures(&failures));
     out.push_str(extra);
     let (rss, fds) = process_figures();
     let _ = writeln!(out, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}");

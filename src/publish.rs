@@ -4,6 +4,7 @@
 //! id and order and puts it, encoded once, into every worker's [`Mailboxes`]. From there on a
 //! worker touches nothing shared, so the per-subscriber write path takes no lock.
 
+use crate::auth::Authorizer;
 use crate::broker::{Broker, Outcome, Publish};
 use crate::mailbox::Mailboxes;
 use crate::metrics::{GlobalStats, WorkerStats};
@@ -14,14 +15,22 @@ use std::sync::Arc;
 pub struct Hub {
     pub mailboxes: Arc<Mailboxes>,
     pub broker: Broker,
+    /// Who may subscribe and publish; shared, reloaded in place on SIGHUP.
+    pub auth: Authorizer,
     pub worker_stats: Vec<WorkerStats>,
     pub global_stats: Arc<GlobalStats>,
     shutting_down: AtomicBool,
 }
 
 impl Hub {
-    pub fn new(mailboxes: Arc<Mailboxes>, broker: Broker, global_stats: Arc<GlobalStats>) -> Hub {
+    pub fn new(
+        mailboxes: Arc<Mailboxes>,
+        broker: Broker,
+        auth: Authorizer,
+        global_stats: Arc<GlobalStats>,
+    ) -> Hub {
         Hub {
+            auth,
             worker_stats: (0..mailboxes.len())
                 .map(|_| WorkerStats::default())
                 .collect(),

@@ -8,9 +8,10 @@
 //! ([`Requests::answer`]). A subscribe is not performed here: the answer says what to subscribe
 //! to, and the worker, which owns the subscriber lists, does it.
 
+use crate::auth::{Action, Credentials, Denial};
 use crate::broker::{Outcome, Publish};
 use crate::event_log::EventId;
-use crate::http::{self, Method, Rejection, Request, Response};
+use crate::http::{self, Method, Rejection, Request, Response, MAX_HEADERS};
 use crate::metrics::{self, RejectReason, WorkerStats};
 use crate::publish::Hub;
 use crate::settings::Settings;
@@ -31,7 +32,10 @@ pub enum Route {
     Readyz,
     Metrics,
     Preflight,
-    Subscribe,
+    /// Allowed, until the token's `exp` (Unix seconds) if it has one.
+    Subscribe {
+        expires_at_unix: Option<u64>,
+    },
     Publish,
 }
 
@@ -76,6 +80,8 @@ pub enum Resume {
 pub struct SubscribeTo {
     pub topic: TopicId,
     pub resume: Resume,
+    /// When the token it subscribed with expires (Unix seconds): the stream ends then.
+    pub expires_at_unix: Option<u64>,
     /// The response head (and `retry:`), ready to write.
     pub head: Vec<u8>,
 }
@@ -133,20 +139,62 @@ impl Handler<'_> {
     }
 
     /// CORS response headers for this request, if its origin is allowed (Fetch standard §3.2).
+    /// An origin named explicitly may send credentials (the auth cookie of an EventSource with
+    /// `withCredentials: true`); `*` never may, as the standard requires.
     fn cors_headers(&self, request: &Request<'_>) -> String {
         let origins = &self.settings.cors_origins;
         if origins.iter().any(|o| o == "*") {
             return "Access-Control-Allow-Origin: *\r\n".into();
         }
         match request.header_str("origin") {
-            Some(origin) if origins.iter().any(|o| o == origin) => {
-                format!("Access-Control-Allow-Origin: {origin}\r\nVary: Origin\r\n")
-            }
+            Some(origin) if origins.iter().any(|o| o == origin) => format!(
+                "Access-Control-Allow-Origin: {origin}\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n"
+            ),
             _ => String::new(),
         }
     }
 
-    fn subscribe(&mut self, request: &Request<'_>, cors: &str, out: &mut Vec<u8>) -> Answer {
+    /// Asks the authorizer whether this request may do `action` on `topic`.
+    fn authorize(
+        &self,
+        peer: Peer,
+        request: &Request<'_>,
+        action: Action,
+        topic: &str,
+        cors: &str,
+    ) -> Result<Option<u64>, Refusal> {
+        let mut pairs = [("", &b""[..]); MAX_HEADERS];
+        let n = request.header_pairs(&mut pairs);
+        let credentials = Credentials::new(&pairs[..n], request.query());
+        match self
+            .hub
+            .auth
+            .check(&credentials, action, topic, peer.loopback)
+        {
+            Ok(grant) => Ok(grant.expires_at_unix),
+            Err(denial) => Err(self.denied(&denial, cors)),
+        }
+    }
+
+    fn denied(&self, denial: &Denial, cors: &str) -> Refusal {
+        self.stats().auth_failures.count(denial.metric);
+        let challenge = denial
+            .www_authenticate()
+            .map(|value| format!("WWW-Authenticate: {value}\r\n"))
+            .unwrap_or_default();
+        self.refuse(
+            Rejection::new(denial.status, denial.reason),
+            format!("{cors}{challenge}"),
+        )
+    }
+
+    fn subscribe(
+        &mut self,
+        request: &Request<'_>,
+        expires_at_unix: Option<u64>,
+        cors: &str,
+        out: &mut Vec<u8>,
+    ) -> Answer {
         let topic_name = request.path().strip_prefix("/events/").unwrap_or_default();
         if !request.body.is_empty() {
             let refusal = self.refuse(
@@ -180,6 +228,7 @@ impl Handler<'_> {
         Answer::Subscribe(SubscribeTo {
             topic,
             resume,
+            expires_at_unix,
             head,
         })
     }
@@ -338,20 +387,15 @@ impl Requests for Handler<'_> {
             return Err(self.refuse(rejection, cors));
         }
         match method {
-            Method::Get => Ok(Route::Subscribe),
+            Method::Get => {
+                let expires_at_unix =
+                    self.authorize(peer, request, Action::Subscribe, topic, &cors)?;
+                Ok(Route::Subscribe { expires_at_unix })
+            }
             Method::Options => Ok(Route::Preflight),
             Method::Post => {
-                match may_publish(peer, self.settings.publish_token.as_deref(), request) {
-                    Ok(()) => Ok(Route::Publish),
-                    Err(rejection) => {
-                        let challenge = if rejection.status == 401 {
-                            "WWW-Authenticate: Bearer realm=\"ssed\"\r\n"
-                        } else {
-                            ""
-                        };
-                        Err(self.refuse(rejection, format!("{cors}{challenge}")))
-                    }
-                }
+                self.authorize(peer, request, Action::Publish, topic, &cors)?;
+                Ok(Route::Publish)
             }
             _ => Err(self.refuse(
                 Rejection::new(405, "use GET to subscribe or POST to publish"),
@@ -369,9 +413,9 @@ impl Requests for Handler<'_> {
         out: &mut Vec<u8>,
     ) -> Answer {
         match route {
-            Route::Subscribe => {
+            Route::Subscribe { expires_at_unix } => {
                 let cors = self.cors_headers(request);
-                self.subscribe(request, &cors, out)
+                self.subscribe(request, expires_at_unix, &cors, out)
             }
             Route::Publish => {
                 let cors = self.cors_headers(request);
@@ -395,42 +439,6 @@ impl Requests for Handler<'_> {
 
     fn rejected(&mut self, rejection: Rejection, headers: Option<String>) -> Refusal {
         self.refuse(rejection, headers.unwrap_or_default())
-    }
-}
-
-/// Whether a request carries a header that says it was forwarded by a proxy: then the socket's
-/// peer is the proxy, not the client, and loopback means nothing.
-fn forwarded(request: &Request<'_>) -> bool {
-    ["forwarded", "x-forwarded-for", "x-real-ip"]
-        .iter()
-        .any(|name| request.header(name).is_some())
-}
-
-/// Who may publish: with a token, whoever presents it (`Authorization: Bearer TOKEN`) and no one
-/// else; without one, loopback clients only, and never a request forwarded by a proxy (behind
-/// the documented nginx setup every request comes from loopback).
-pub fn may_publish(
-    peer: Peer,
-    token: Option<&str>,
-    request: &Request<'_>,
-) -> Result<(), Rejection> {
-    match token {
-        Some(expected) => {
-            let presented = request.header_str("authorization").and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then_some(rest)
-            });
-            match presented {
-                None => Err(Rejection::new(401, "publishing needs Authorization: Bearer <token>")),
-                Some(given) if constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) => Ok(()),
-                Some(_) => Err(Rejection::new(403, "wrong publish token")),
-            }
-        }
-        None if peer.loopback && !forwarded(request) => Ok(()),
-        None => Err(Rejection::new(
-            403,
-            "only loopback clients may publish unless --publish-token is set (a forwarded request is never loopback)",
-        )),
     }
 }
 
@@ -479,8 +487,4 @@ pub fn answer_published(
             );
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

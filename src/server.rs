@@ -39,6 +39,8 @@ pub struct Server {
 pub enum Notice {
     /// Shut down (a signal, or the embedding program asks).
     Stop,
+    /// Re-read the files that may change under a running daemon (SIGHUP): key files.
+    Reload,
     /// A worker thread ended, with its error if it had one.
     WorkerEnded(usize, Result<(), String>),
 }
@@ -84,8 +86,9 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
 
 impl Server {
     pub fn start(config: &Config) -> io::Result<Server> {
-        crate::auth::Authorizer::from_config(&config.auth, config.publish_token.as_deref())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let auth =
+            crate::auth::Authorizer::from_config(&config.auth, config.publish_token.as_deref())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let open_files = raise_open_file_limit()?;
         let workers = config.workers();
         let max_connections = config
@@ -144,6 +147,7 @@ impl Server {
         let hub = Arc::new(Hub::new(
             Arc::clone(&mailboxes),
             broker,
+            auth,
             Arc::clone(&global_stats),
         ));
         if let Some(threads) = redis_threads {
@@ -195,13 +199,19 @@ impl Server {
     /// Blocks until asked to stop, then stops every worker within 2 s. A worker that ends before
     /// that is a bug, reported as an error so that the process exits non-zero.
     pub fn wait(self) -> Result<(), String> {
-        match self.notices.recv() {
-            Ok(Notice::Stop) | Err(_) => {}
-            Ok(Notice::WorkerEnded(index, outcome)) => {
-                let why = outcome.err().unwrap_or_else(|| "returned".into());
-                return Err(format!(
-                    "worker {index} stopped unexpectedly ({why}); exiting so that a supervisor restarts ssed"
-                ));
+        loop {
+            match self.notices.recv() {
+                Ok(Notice::Stop) | Err(_) => break,
+                Ok(Notice::Reload) => {
+                    // Logs what it did; a bad file keeps the old keys.
+                    let _ = self.hub.auth.reload();
+                }
+                Ok(Notice::WorkerEnded(index, outcome)) => {
+                    let why = outcome.err().unwrap_or_else(|| "returned".into());
+                    return Err(format!(
+                        "worker {index} stopped unexpectedly ({why}); exiting so that a supervisor restarts ssed"
+                    ));
+                }
             }
         }
         self.hub.shut_down();
@@ -210,7 +220,7 @@ impl Server {
         while ended < self.workers {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.notices.recv_timeout(left) {
-                Ok(Notice::Stop) => {}
+                Ok(Notice::Stop | Notice::Reload) => {}
                 Ok(Notice::WorkerEnded(_, Ok(()))) => ended += 1,
                 Ok(Notice::WorkerEnded(index, Err(why))) => {
                     return Err(format!("worker {index} failed while stopping: {why}"))

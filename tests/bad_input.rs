@@ -104,7 +104,12 @@ fn publishing_needs_the_token_when_one_is_set() {
         &[("Authorization", "Bearer nope")],
         b"x",
     );
-    assert_eq!(wrong.status, 403);
+    // A token that is presented but wrong is invalid (RFC 6750 §3.1), not a lack of permission.
+    assert_eq!(wrong.status, 401);
+    assert_eq!(
+        wrong.header("www-authenticate").as_deref(),
+        Some("Bearer realm=\"ssed\", error=\"invalid_token\"")
+    );
     let right = request(
         daemon.addr,
         "POST",
@@ -118,8 +123,8 @@ fn publishing_needs_the_token_when_one_is_set() {
         "ok",
         "refused publishes were not delivered"
     );
-    assert_eq!(rejected(&daemon, "unauthorized"), 1.0);
-    assert_eq!(rejected(&daemon, "forbidden"), 1.0);
+    assert_eq!(rejected(&daemon, "unauthorized"), 2.0);
+    assert_eq!(rejected(&daemon, "forbidden"), 0.0);
 }
 
 #[test]

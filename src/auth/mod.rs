@@ -14,10 +14,12 @@
 //! the signature check is the only costly step.
 
 mod credentials;
+mod expiry;
 mod keys;
 mod mint;
 
 pub use credentials::{Credentials, Found, Source, MAX_TOKEN_BYTES};
+pub use expiry::Expiries;
 pub use keys::{parse_key_file, Claims, Expectations, Grants, KeyFile, KeySet, LEEWAY_SECS};
 pub use mint::{mint, run_token_command, Signer, TokenArgs};
 
@@ -112,10 +114,11 @@ pub enum Action {
     Publish,
 }
 
-/// Permission to go on. `expires_at_unix` (Unix seconds) is when the token that was needed stops
-/// being honoured: its `exp` plus [`LEEWAY_SECS`], the same instant verification starts refusing
-/// it, so a stream is never cut while a reconnect with the same token would still be accepted
-/// (which would only make the client loop). `None`: no token was needed, or it has no `exp`.
+/// Permission to go on. `expires_at_unix` (Unix seconds) is the token's `exp`: a stream opened
+/// with it ends then (within a second), and its EventSource reconnects with whatever cookie the
+/// application has set by then. The verification leeway ([`LEEWAY_SECS`]) is for clocks that
+/// disagree, not an extension: an application refreshes its cookie before `exp`. `None`: no
+/// token was needed, or it has no `exp`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Grant {
     pub expires_at_unix: Option<u64>,
@@ -284,7 +287,7 @@ impl Claims {
 
     pub fn grant(&self) -> Grant {
         Grant {
-            expires_at_unix: self.exp.map(|exp| exp.saturating_add(LEEWAY_SECS)),
+            expires_at_unix: self.exp,
         }
     }
 }
