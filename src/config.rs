@@ -120,6 +120,17 @@ pub struct Config {
     #[command(flatten)]
     pub auth: crate::auth::AuthConfig,
 
+    /// Seconds between SIGTERM and the shutdown: meanwhile /readyz (and /healthz) answer 503, so a
+    /// load balancer or Kubernetes stops sending new clients, while every stream goes on; then
+    /// subscribers are told to come back (`retry:`) and closed.
+    #[arg(
+        long,
+        env = "SSED_SHUTDOWN_DELAY",
+        value_name = "SECS",
+        default_value_t = 0
+    )]
+    pub shutdown_delay: u64,
+
     /// Log line format on stderr: `text` for people, `json` for one JSON object per line
     /// (timestamp, level, target, message, fields) for Loki, Elasticsearch or Cloud Logging.
     #[arg(long, env = "SSED_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

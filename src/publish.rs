@@ -20,6 +20,8 @@ pub struct Hub {
     pub worker_stats: Vec<WorkerStats>,
     pub global_stats: Arc<GlobalStats>,
     shutting_down: AtomicBool,
+    /// SIGTERM arrived: not ready any more, shutting down after --shutdown-delay.
+    draining: AtomicBool,
 }
 
 impl Hub {
@@ -38,6 +40,7 @@ impl Hub {
             broker,
             global_stats,
             shutting_down: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -51,6 +54,15 @@ impl Hub {
         outcome
     }
 
+    /// Stops being ready (SIGTERM), before shutting down.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst) || self.is_shutting_down()
+    }
+
     pub fn shut_down(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.mailboxes.wake_all();
@@ -62,6 +74,6 @@ impl Hub {
 
     /// Readiness (`/readyz`): the broker takes publishes and the process is not stopping.
     pub fn is_ready(&self) -> bool {
-        self.broker.is_available() && !self.is_shutting_down()
+        self.broker.is_available() && !self.is_draining()
     }
 }

@@ -310,7 +310,7 @@ impl Handler<'_> {
                 ),
             },
             Route::Healthz | Route::Readyz => {
-                if self.hub.is_shutting_down() {
+                if self.hub.is_draining() {
                     (503, "text/plain", "shutting down\n".to_string())
                 } else if !self.hub.broker.is_available() {
                     (503, "text/plain", "broker unavailable\n".to_string())

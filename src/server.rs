@@ -33,6 +33,7 @@ pub struct Server {
     notices: mpsc::Receiver<Notice>,
     notify: mpsc::Sender<Notice>,
     workers: usize,
+    shutdown_delay: Duration,
 }
 
 /// What the main thread waits for.
@@ -188,6 +189,7 @@ impl Server {
             notices,
             notify,
             workers,
+            shutdown_delay: Duration::from_secs(config.shutdown_delay),
         })
     }
 
@@ -213,6 +215,15 @@ impl Server {
                     ));
                 }
             }
+        }
+        self.hub.drain();
+        if !self.shutdown_delay.is_zero() {
+            log::info!(
+                "not ready any more; shutting down in {} s",
+                self.shutdown_delay.as_secs()
+            );
+            // A second signal ends the wait.
+            let _ = self.notices.recv_timeout(self.shutdown_delay);
         }
         self.hub.shut_down();
         let deadline = Instant::now() + SHUTDOWN_GRACE;
