@@ -237,6 +237,9 @@ pub enum Drive {
     /// Make it a subscriber: write `preamble` (answers to requests pipelined before it), then
     /// the stream head.
     Subscribe(SubscribeTo, Vec<u8>),
+    /// It asked to subscribe but sent bytes after the request: a stream never ends, so they
+    /// could never be answered. The worker gives up the subscription and closes it.
+    SubscribeRefused(SubscribeTo),
 }
 
 /// Readiness reported by the poll for this wake-up.
@@ -369,7 +372,7 @@ impl Connection {
         let outcome = self.run(&mut exchange, now, requests, token);
         match outcome {
             Drive::Close => pool.give_back(exchange),
-            Drive::Subscribe(..) => pool.give_back(exchange),
+            Drive::Subscribe(..) | Drive::SubscribeRefused(_) => pool.give_back(exchange),
             Drive::Wait if exchange.is_idle() => {
                 let since = exchange.since;
                 pool.give_back(exchange);
@@ -423,7 +426,7 @@ impl Connection {
                 Parsed::Subscribe(to) => {
                     if ex.start != ex.input.len() || ex.unread && self.has_more_input() {
                         log::debug!("connection {token}: bytes after a subscribe request; closing");
-                        return Drive::Close;
+                        return Drive::SubscribeRefused(to);
                     }
                     return Drive::Subscribe(to, ex.take_output());
                 }
@@ -465,8 +468,9 @@ impl Connection {
         matches!(self.stream.peek(&mut byte), Ok(n) if n > 0)
     }
 
-    /// Reads into the exchange's input, within the budget and the input cap, growing the input
-    /// only by what arrives. Returns whether anything new arrived (or the client closed).
+    /// Reads one chunk into the exchange's input, within the budget and the input cap, growing
+    /// the input only by what arrives. Returns whether anything new arrived (or the client
+    /// closed).
     fn read(&mut self, ex: &mut Exchange, budget: &mut usize, max_body: usize) -> io::Result<bool> {
         let room = input_cap(ex, max_body)
             .saturating_sub(ex.pending_input().len())
@@ -490,11 +494,11 @@ impl Connection {
                     ex.unread = false;
                     break Ok(true);
                 }
+                // One chunk, then parse it: the input holds what the next request needs, not
+                // everything the client has queued (`unread` stays set: more may be waiting).
                 Ok(n) => {
                     got += n;
-                    if got == room {
-                        break Ok(true);
-                    }
+                    break Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     ex.unread = false;

@@ -394,6 +394,11 @@ impl Worker {
             Drive::Again => self.run_queue.push_back(token),
             Drive::Close => self.close(token),
             Drive::Subscribe(to, preamble) => self.subscribe(token, to, preamble),
+            Drive::SubscribeRefused(to) => {
+                self.stats().reject(RejectReason::SubscriberInput);
+                self.topics.unsubscribed(to.topic, now);
+                self.close(token);
+            }
         }
     }
 
