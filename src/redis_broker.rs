@@ -275,7 +275,9 @@ fn trimmed_past(conn: &mut redis::Connection, after: EventId) -> redis::RedisRes
         .arg("COUNT")
         .arg(1)
         .query(conn)?;
-    Ok(entries(&reply).first().is_none_or(|oldest| oldest.id > after))
+    Ok(entries(&reply)
+        .first()
+        .is_none_or(|oldest| oldest.id > after))
 }
 
 /// The reader thread: XREAD the shared stream forever, handing each event to every worker.
