@@ -38,7 +38,7 @@ use std::io::{self, IoSlice, Read};
 use std::net::Shutdown;
 
 /// Unsent output past which a connection reads and parses nothing more until it drains.
-pub const OUTPUT_CAP: usize = 4 * 1024;
+pub const OUTPUT_CAP: usize = 2 * 1024;
 /// Bytes read from one connection per wake-up.
 const READ_BUDGET: usize = 64 * 1024;
 /// Requests answered on one connection per wake-up.

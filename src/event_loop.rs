@@ -425,8 +425,7 @@ impl Worker {
         }
         self.stats().subscribers.fetch_add(1, Relaxed);
         if let Some(exp) = to.expires_at_unix {
-            let left = exp.saturating_sub(now_ms() / 1000).min(u32::MAX as u64 / 2) as u32;
-            self.expiries.add(token, self.now().saturating_add(left));
+            self.expiries.add(token, exp);
         }
         preamble.extend_from_slice(&to.head);
         // A fresh socket's send buffer is empty, so a head of a few hundred bytes goes out whole;
@@ -615,7 +614,7 @@ impl Worker {
             return;
         }
         let mut due = Vec::new();
-        self.expiries.due(self.now(), &mut due);
+        self.expiries.due(now_ms() / 1000, &mut due);
         for token in due {
             log::debug!("subscriber {token}: its token expired; ending the stream");
             self.close(token);
