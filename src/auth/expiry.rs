@@ -42,7 +42,8 @@ impl Expiries {
             self.live -= 1;
             if self.heap.len() > 2 * self.live + 1024 {
                 let at = &self.at;
-                self.heap.retain(|Reverse((exp, slot))| at[*slot as usize] == *exp);
+                self.heap
+                    .retain(|Reverse((exp, slot))| at[*slot as usize] == *exp);
             }
         }
     }
