@@ -44,8 +44,10 @@ const READ_BUDGET: usize = 64 * 1024;
 /// Requests answered on one connection per wake-up.
 const REQUESTS_BUDGET: u32 = 16;
 /// Input grows by at most this much per read, so a slow client's buffer is the size of what it
-/// sent, not of the budget.
-const READ_CHUNK: usize = 4096;
+/// sent, not of the budget: small while a head is awaited (most heads are a few hundred bytes,
+/// and pipelined requests wait in the socket, not here), larger for a body.
+const HEAD_CHUNK: usize = 2048;
+const BODY_CHUNK: usize = 16 * 1024;
 /// How long, and how many bytes, a closing connection's input is drained after its last
 /// answer, so that the close does not turn into a reset that destroys the answer in flight
 /// (RFC 9112 §9.6).
@@ -483,7 +485,8 @@ impl Connection {
         ex.compact();
         let mut got = 0;
         let outcome = loop {
-            let want = (room - got).min(READ_CHUNK);
+            let chunk = if ex.head.is_some() { BODY_CHUNK } else { HEAD_CHUNK };
+            let want = (room - got).min(chunk);
             let len = ex.input.len();
             ex.input.resize(len + want, 0);
             let read = self.stream.read(&mut ex.input[len..]);
