@@ -138,8 +138,9 @@ impl Exchange {
     pub fn waiting_since(&self) -> Option<u32> {
         match self.phase() {
             Phase::AwaitingBroker => None,
-            Phase::Lingering => self.lingering_since,
-            _ => Some(self.since),
+            // Until its last answer is out, a closing connection is timed like any other: a
+            // client that never reads its refusal is not kept forever.
+            _ => Some(self.lingering_since.unwrap_or(self.since)),
         }
     }
 
@@ -323,7 +324,7 @@ impl Connection {
             State::AwaitingRequest { since } => Some((*since, false)),
             State::Http(exchange) => exchange
                 .waiting_since()
-                .map(|since| (since, exchange.phase() == Phase::Lingering)),
+                .map(|since| (since, exchange.lingering_since.is_some())),
             _ => None,
         }
     }
@@ -485,7 +486,11 @@ impl Connection {
         ex.compact();
         let mut got = 0;
         let outcome = loop {
-            let chunk = if ex.head.is_some() { BODY_CHUNK } else { HEAD_CHUNK };
+            let chunk = if ex.head.is_some() {
+                BODY_CHUNK
+            } else {
+                HEAD_CHUNK
+            };
             let want = (room - got).min(chunk);
             let len = ex.input.len();
             ex.input.resize(len + want, 0);

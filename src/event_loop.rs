@@ -490,6 +490,7 @@ impl Worker {
             }
         }
         self.inbox = inbox;
+        self.replay.stream_advanced();
     }
 
     /// The broker answered a publish that connection `token` waits for: answer it, then go on

@@ -118,6 +118,29 @@ fn pipelined_requests_never_read_are_bounded_and_none_is_lost() {
 // ---- 2. subscribers must not talk --------------------------------------------------------------
 
 #[test]
+fn a_client_that_never_reads_its_answers_is_closed_by_the_header_timeout() {
+    let daemon = Daemon::start(&["--workers", "1", "--header-timeout", "1"]);
+    let mut stream = daemon.connect();
+    // Enough answers to fill the socket buffers, the last request asking to close: the answers
+    // pile up unsent and the connection is closing, with a client that never reads.
+    let mut requests = b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n".repeat(2000);
+    requests.extend_from_slice(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    stream.set_nonblocking(true).unwrap();
+    let mut written = 0;
+    wait_for("the requests to be sent or the socket to fill", || {
+        match stream.write(&requests[written..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(()),
+            Err(e) => panic!("{e}"),
+        }
+        (written == requests.len()).then_some(())
+    });
+    // Only the connection asking for /metrics is left.
+    wait_for_metric(&daemon, "ssed_connections", 1.0);
+    drop(stream);
+}
+
+#[test]
 fn a_subscriber_that_sends_bytes_is_closed_and_counted_and_others_go_on() {
     let daemon = Daemon::start(&["--workers", "1"]);
     let mut bystander = daemon.subscribe("calm");
