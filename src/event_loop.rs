@@ -82,6 +82,8 @@ pub struct Worker {
     /// Where the header-timeout scan of the connection table resumes; `None` between scans.
     timeout_scan: Option<usize>,
     heartbeats_pending: bool,
+    /// Connections accepted since freed heap pages were last handed back to the kernel.
+    accepted_since_trim: usize,
     rng: u64,
 }
 
@@ -125,6 +127,7 @@ impl Worker {
             next_housekeeping: now + Duration::from_secs(1),
             timeout_scan: None,
             heartbeats_pending: false,
+            accepted_since_trim: 0,
             rng: seed(index),
             hub,
             settings,
@@ -267,6 +270,7 @@ impl Worker {
             match listener.accept() {
                 Ok((stream, peer)) => {
                     self.stats().accepted.fetch_add(1, Relaxed);
+                    self.accepted_since_trim += 1;
                     let peer = Peer {
                         loopback: peer.ip().to_canonical().is_loopback(),
                     };
@@ -556,6 +560,7 @@ impl Worker {
                 log::debug!("forgot {forgotten} unused topic(s)");
             }
             self.stats().topics.store(self.topics.len() as i64, Relaxed);
+            self.trim_heap();
         }
         if self.timeout_scan.is_some() {
             self.expire_requests();
@@ -619,6 +624,21 @@ impl Worker {
         for token in due {
             log::debug!("subscriber {token}: its token expired; ending the stream");
             self.close(token);
+        }
+    }
+
+    /// After a burst of new connections, hands freed heap pages back to the kernel. Each request
+    /// allocates and frees buffers (a token's verification a good deal more) between the
+    /// long-lived allocations of the connections it creates; the allocator keeps the pages that
+    /// held them, so a connection storm would leave its transient memory behind as resident.
+    /// `malloc_trim` walks the free chunks (a fraction of a millisecond here), so it runs at most
+    /// once a second, and only after a burst.
+    fn trim_heap(&mut self) {
+        const BURST: usize = 1024;
+        if self.accepted_since_trim >= BURST {
+            self.accepted_since_trim = 0;
+            // SAFETY: malloc_trim only returns free memory to the kernel.
+            unsafe { libc::malloc_trim(0) };
         }
     }
 

@@ -26,7 +26,12 @@ impl Expiries {
     pub fn add(&mut self, slot: usize, exp_unix: u64) {
         let exp = exp_unix.clamp(1, u32::MAX as u64) as u32;
         if slot >= self.at.len() {
+            grow(&mut self.at, slot + 1);
             self.at.resize(slot + 1, 0);
+        }
+        if self.heap.len() == self.heap.capacity() {
+            // By a quarter, not double: with a token per subscriber this is per-subscriber memory.
+            self.heap.reserve_exact(self.heap.capacity() / 4 + 256);
         }
         if self.at[slot] == 0 {
             self.live += 1;
@@ -65,6 +70,14 @@ impl Expiries {
 
     pub fn is_empty(&self) -> bool {
         self.live == 0
+    }
+}
+
+/// Makes room for `len` slots, growing by a quarter rather than doubling.
+fn grow(at: &mut Vec<u32>, len: usize) {
+    if len > at.capacity() {
+        let want = len.max(at.capacity() + at.capacity() / 4 + 256);
+        at.reserve_exact(want - at.len());
     }
 }
 
