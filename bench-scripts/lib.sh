@@ -205,7 +205,6 @@ start_server() {
                 MEASURE_PID=${kids[0]} MEASURE_PIDS=("${kids[@]}") MEASURE_ROLES=()
                 for _ in "${kids[@]}"; do MEASURE_ROLES+=(nginx); done
                 [ "$name" != nginx-tls ] || { MEASURE_PIDS+=("${SERVER_EXTRA_PIDS[0]}"); MEASURE_ROLES+=(ssed); }
-                [ "$name" = nginx-tls ] || MEASURE_ROLES=("$name")
                 return 0
             fi
         fi
