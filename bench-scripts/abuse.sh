@@ -28,8 +28,11 @@
 # from /proc/PID/status) minus "before", and its utime+stime (/proc/PID/stat).
 # Bars, per attack phase (PASS/FAIL each, a phase passes if all do):
 #   latency  honest p99 <= 2 x the no-attack p99 + 50 ms
-#   rss      peak RSS growth <= 8 KiB per hostile connection (oneshot: per one-shot connection;
-#            also reported per 1,000 topics)
+#   rss      peak RSS growth <= 16 KiB per hostile connection (oneshot: per one-shot connection;
+#            also reported per 1,000 topics). Why 16 KiB: what ssed holds for a connection in
+#            the middle of a request is that request (a head may legitimately be 8 KiB), at most
+#            2 KiB of unsent answers plus the one answer that crossed that cap (a /metrics answer
+#            is ~5 KiB), and its small state: about 15 KiB at worst.
 #   alive    ssed still running and no "panicked" in its stderr
 #   missed   every honest subscriber got every event the publisher was to publish (an
 #            attack that stalls the publisher makes events go missing too)
@@ -57,7 +60,7 @@ invocation="bench-scripts/abuse.sh $*"
 
 ALL_PHASES=none,pipeline,garbage,trickle-cl,trickle-chunked,slowloris,oneshot,storm,flood
 phases=$ALL_PHASES subs=1000 rate=20 seconds=15 quick=0 build=1
-BOUND_KIB=8             # the stated RSS bar per hostile connection
+BOUND_KIB=16            # the stated RSS bar per hostile connection (see the header)
 while [ $# -gt 0 ]; do
     case $1 in
         --phases) phases=$2; shift 2 ;;

@@ -16,6 +16,9 @@
 #   --topics MODE     single: all on /events/bench (default);
 #                     per-connection: one topic each, /events/t{i}
 #   --processes P     ssed-bench subscriber processes (default: ssed-bench's own)
+#   --auth            ssed only: start it with --jwt-key and give each subscriber a token of
+#                     its own (HS256, exp an hour ahead, granting its topic), so that the
+#                     figure includes what a stream's expiry costs the server
 #   --tls             over HTTPS: the TLS servers (default: ssed,go-hijack-tls,axum-tls,
 #                     nginx-tls,nginx-nchan-tls; ssed only if its --help has --tls-cert),
 #                     ssed-bench --tls --ca build/tls/ca.pem. nginx-tls is nginx in front
@@ -39,7 +42,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 invocation="bench-scripts/memory.sh $*"
 
-servers= counts=1000,10000,18000 runs=3 topics=single processes= drain=1 build=1
+servers= counts=1000,10000,18000 runs=3 topics=single processes= drain=1 build=1 auth=false
 while [ $# -gt 0 ]; do
     case $1 in
         --servers) servers=$2; shift 2 ;;
@@ -47,6 +50,7 @@ while [ $# -gt 0 ]; do
         --runs) runs=$2; shift 2 ;;
         --topics) topics=$2; shift 2 ;;
         --processes) processes=$2; shift 2 ;;
+        --auth) auth=true; shift ;;
         --no-drain) drain=0; shift ;;
         --no-build) build=0; shift ;;
         --tls) use_tls; shift ;;
@@ -64,14 +68,37 @@ done
 
 prepare_servers "$servers" "$build"
 todo=("${AVAILABLE[@]}")
+if [ "$auth" = true ]; then
+    for s in "${todo[@]}"; do
+        case $s in ssed|ssed-1w) ;; *) die "--auth measures ssed only (not $s): give --servers ssed" ;; esac
+    done
+fi
+
+# mint_tokens SECRET N FILE: N HS256 tokens, line i granting connection i's topic, exp an hour
+# ahead. The Python standard library mints them in a second; `ssed token` would take a process
+# per token. tests/auth.rs checks that ssed accepts hand-made HS256 tokens like these.
+mint_tokens() {
+    python3 - "$1" "$2" "$topics" >"$3" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+secret, n, topics = sys.argv[1].encode(), int(sys.argv[2]), sys.argv[3]
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
+enc = lambda o: b64(json.dumps(o, separators=(",", ":")).encode())
+head, exp = enc({"alg": "HS256", "typ": "JWT"}), int(time.time()) + 3600
+for i in range(n):
+    topic = "bench" if topics == "single" else f"t{i}"
+    signing = head + b"." + enc({"sub": f"user-{i}", "exp": exp, "ssed": {"subscribe": [topic]}})
+    sig = b64(hmac.new(secret, signing, hashlib.sha256).digest())
+    print((signing + b"." + sig).decode())
+PY
+}
 
 mkdir -p "$RESULTS"
 out=$(results_file memory)
 stamp=$(basename "$out" .jsonl); stamp=${stamp#memory-}
 jq -nc --arg stamp "$stamp" --arg command "$invocation" --argjson mem "$(mem_total_kb)" --arg kernel "$(uname -r)" --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-    --argjson cores "$(nproc)" --arg servers "${todo[*]}" --arg counts "$counts" --argjson runs "$runs" --arg topics "$topics" \
+    --argjson cores "$(nproc)" --arg servers "${todo[*]}" --arg counts "$counts" --argjson runs "$runs" --arg topics "$topics" --argjson auth "$auth" \
     --argjson tls "$([ "$TLS" = 1 ] && echo true || echo false)" \
-    '{bench:"memory",kind:"meta",stamp:$stamp,command:$command,mem_total_kb:$mem,kernel:$kernel,commit:$commit,cores:$cores,servers:$servers,counts:$counts,runs:$runs,topics:$topics,heartbeat_s:5,tls:$tls}' >"$out"
+    '{bench:"memory",kind:"meta",stamp:$stamp,command:$command,mem_total_kb:$mem,kernel:$kernel,commit:$commit,cores:$cores,servers:$servers,counts:$counts,runs:$runs,topics:$topics,auth:$auth,heartbeat_s:5,tls:$tls}' >"$out"
 
 # /proc/net/sockstat "TCP: inuse I orphan O tw T alloc A mem M": cheap even
 # with a million sockets on the machine.
@@ -120,7 +147,16 @@ one_run() {
     local s=$1 n=$2 r=$3 path=/events/bench blog bpid
     [ "$topics" = per-connection ] && path='/events/t{i}'
     kernel_quiet "$n"
-    start_server "$s" 5
+    local auth_server=() auth_bench=()
+    if [ "$auth" = true ]; then
+        local secret tokens
+        secret=$(openssl rand -hex 32 2>/dev/null || python3 -c 'import secrets; print(secrets.token_hex(32))')
+        tokens=$(mktemp "${TMPDIR:-/tmp}/ssed-bench-tokens.XXXXXX"); TMPDIRS+=("$tokens")
+        mint_tokens "$secret" "$n" "$tokens"
+        auth_server=(--jwt-key "$secret")
+        auth_bench=(--token-file "$tokens")
+    fi
+    start_server "$s" 5 "${auth_server[@]}"
     local rss0 slab0 rss1 slab1 parts0 parts1
     local tw0 tw1 in0 in1
     settle_measured; rss0=$RSS_KB parts0=$RSS_PARTS
@@ -128,7 +164,7 @@ one_run() {
     blog=$(mktemp "${TMPDIR:-/tmp}/ssed-bench-sub.XXXXXX"); TMPDIRS+=("$blog")
     # --hold/--max-seconds only bound the run; we stop it once measured.
     "$BENCH" subscribe --addr "127.0.0.1:$SERVER_PORT" --path "$path" --connections "$n" \
-        --hold 600 --max-seconds 900 --connect-timeout 120 --heartbeat-event keep-alive ${processes:+--processes "$processes"} "${BENCH_TLS[@]}" \
+        --hold 600 --max-seconds 900 --connect-timeout 120 --heartbeat-event keep-alive ${processes:+--processes "$processes"} "${BENCH_TLS[@]}" "${auth_bench[@]}" \
         >"$blog" 2>"$blog.err" &
     bpid=$!; PIDS+=("$bpid"); TMPDIRS+=("$blog.err")
     wait_ready "$blog" "$bpid" 300
@@ -152,13 +188,13 @@ one_run() {
     stop "$bpid"
     stop_server
     [ "${est:-0}" -gt 0 ] || die "$s N=$n: no subscriber established"
-    jq -nc --arg server "$s" --arg topics "$topics" --argjson n "$n" --argjson run "$r" \
+    jq -nc --arg server "$s" --arg topics "$topics" --argjson auth "$auth" --argjson n "$n" --argjson run "$r" \
         --argjson est "$est" --argjson failed "$failed" \
         --argjson rss0 "$rss0" --argjson rss1 "$rss1" --argjson slab0 "$slab0" --argjson slab1 "$slab1" \
         --argjson tw0 "$tw0" --argjson tw1 "$tw1" --argjson in0 "$in0" --argjson in1 "$in1" --argjson dist "$disturbed" \
-        --argjson bench "$(summary_json "$blog")" --argjson tls "$([ "$TLS" = 1 ] && echo true || echo false)" \
+        --argjson bench "$(summary_json "$blog")" --argjson tls "$([ "$TLS" = 1 ] && echo true || echo false)" --argjson auth "$auth" \
         --argjson p0 "$parts0" --argjson p1 "$parts1" \
-        '{bench:"memory",kind:"run",server:$server,tls:$tls,topics:$topics,n:$n,run:$run,established:$est,failed:$failed,
+        '{bench:"memory",kind:"run",server:$server,tls:$tls,topics:$topics,auth:$auth,n:$n,run:$run,established:$est,failed:$failed,
           rss_before_kb:$rss0,rss_after_kb:$rss1,slab_before_kb:$slab0,slab_after_kb:$slab1,
           time_wait_before:$tw0,time_wait_after:$tw1,tcp_inuse_before:$in0,tcp_inuse_after:$in1,disturbed:$dist,
           user_bytes_per_conn:((($rss1-$rss0)*1024/$est)|round),
@@ -174,7 +210,7 @@ one_run() {
 for r in $(seq "$runs"); do
     for s in "${todo[@]}"; do
         for n in $(split_csv "$counts"); do
-            log "run $r/$runs: $s, N=$n, topics=$topics"
+            log "run $r/$runs: $s, N=$n, topics=$topics, auth=$auth"
             one_run "$s" "$n" "$r"
             log "  -> $(jq -r '"user \(.user_bytes_per_conn) B/conn, kernel \(.kernel_bytes_per_conn) B/conn (established \(.established))"' <<<"$RUN_LINE")"
         done
@@ -195,9 +231,9 @@ for s in "${todo[@]}"; do
         for role in $(jq -r '.user_parts // {} | keys[]' <<<"$pts" | sort -u); do
             parts=$(jq -c --arg r "$role" --argjson v "$(median $(jq -r --arg r "$role" '.user_parts[$r]' <<<"$pts"))" '.[$r] = $v' <<<"$parts")
         done
-        jq -nc --arg s "$s" --arg topics "$topics" --argjson n "$n" --argjson u "$u" --argjson k "$k" --argjson b "$b" \
+        jq -nc --arg s "$s" --arg topics "$topics" --argjson auth "$auth" --argjson n "$n" --argjson u "$u" --argjson k "$k" --argjson b "$b" \
             --argjson pts "$(jq -s . <<<"$pts")" --argjson parts "$parts" --argjson tls "$([ "$TLS" = 1 ] && echo true || echo false)" \
-            '{bench:"memory",kind:"median",server:$s,tls:$tls,topics:$topics,n:$n,runs:($pts|length),
+            '{bench:"memory",kind:"median",server:$s,tls:$tls,topics:$topics,auth:$auth,n:$n,runs:($pts|length),
               established_min:($pts|map(.established)|min),
               disturbed_runs:($pts|map(select(.disturbed))|length),
               user_bytes_per_conn:$u,kernel_bytes_per_conn:$k,rss_before_kb:$b,
@@ -209,7 +245,7 @@ done
 ln -sf "$(basename "$out")" "$RESULTS/memory-latest.jsonl"
 
 echo
-echo "Memory per idle subscriber (median of $runs run(s); topics: $topics; heartbeat 5 s$([ "$TLS" = 0 ] || echo "; over TLS"))"
+echo "Memory per idle subscriber (median of $runs run(s); topics: $topics; heartbeat 5 s$([ "$TLS" = 0 ] || echo "; over TLS")$([ "$auth" = true ] && echo "; each with its own token"))"
 echo "user = server RSS delta / N; kernel = Slab delta / N (machine-wide: both ends"
 echo "of each loopback connection); idle RSS = the server's RSS before connections;"
 echo "runs = runs in the median (runs disturbed by other socket activity are left out)"

@@ -79,6 +79,10 @@ def memory_section(out):
     rows = [r for r in load("memory") if r.get("kind") == "median"]
     if not rows:
         return {}
+    # A run with a token per subscriber (--auth) is its own kind of point.
+    for r in rows:
+        if r.get("auth"):
+            r["topics"] = r["topics"] + "+auth"
     table = latest(rows, lambda r: (r["server"], r["topics"], r["n"]))
     counts = sorted({n for (_, _, n) in table})
     out.append("## Memory per idle subscriber\n")
@@ -90,7 +94,11 @@ def memory_section(out):
         "own share; the same for every server). Heartbeat every 5 s, as in the original question. "
         "Medians of the runs shown.\n"
     )
-    for topics, title in (("single", "All subscribers on one topic"), ("per-connection", "One topic per subscriber")):
+    for topics, title in (
+        ("single", "All subscribers on one topic"),
+        ("per-connection", "One topic per subscriber"),
+        ("single+auth", "One topic, each subscriber with its own token (HS256, `exp` one hour ahead)"),
+    ):
         servers = sorted({s for (s, t, _) in table if t == topics}, key=order)
         if not servers:
             continue
@@ -106,7 +114,7 @@ def memory_section(out):
         out.append("")
     ssed_rows = [table[k] for k in table if k[0] == "ssed"]
     for r in ssed_rows:
-        r["_bar"] = 64 if r["topics"] == "single" else 256
+        r["_bar"] = {"single": 64, "single+auth": 96}.get(r["topics"], 256)
     verdicts = [
         f"{'meets' if r['user_bytes_per_conn'] <= r['_bar'] else 'MISSES'} the {r['_bar']}-byte bar at {r['n']:,} ({r['topics']} topics: {fmt(r['user_bytes_per_conn'])} B)"
         for r in sorted(ssed_rows, key=lambda r: (r["topics"], r["n"]))
@@ -214,6 +222,42 @@ ABUSE_LABELS = {
     "storm": "reconnect storm (Last-Event-ID replay)",
     "flood": "connection flood past --max-connections 3000",
 }
+
+
+def auth_section(out):
+    """Token verification per core, and a reconnect storm of subscribers with tokens."""
+    verify = [r for r in load("auth-verify") if r.get("kind") == "median"]
+    storm = [r for r in load("auth-storm") if r.get("kind") == "median"]
+    if not verify and not storm:
+        return
+    out.append("## Authorization\n")
+    if verify:
+        table = latest(verify, lambda r: r["alg"])
+        out.append(
+            "Verifications per second on one core (the daemon's whole check: finding the token, "
+            "verifying it with jsonwebtoken + aws-lc-rs, matching the topic), median of the runs.\n"
+        )
+        out.append("| algorithm | verifications/s per core | µs each | runs |")
+        out.append("|---|---|---|---|")
+        for alg in ("HS256", "RS256", "ES256", "EdDSA"):
+            r = table.get(alg)
+            if r:
+                out.append(f"| {alg} | {fmt(r['per_second'])} | {r['us_per_verification']:g} | {r['runs']} |")
+        out.append("")
+        out.append("Produced by:\n\n" + provenance({json.dumps(r["_meta"], sort_keys=True): r["_meta"] for r in verify}.values()) + "\n")
+    if storm:
+        table = latest(storm, lambda r: r["mode"])
+        out.append(
+            "A reconnect storm: N subscribers connect at once, each with its own token, timed until "
+            "every one has its stream head; the same storm without tokens beside it. The server CPU "
+            "is ssed's utime + stime over the storm. Median of the runs.\n"
+        )
+        out.append("| tokens | subscribers | all subscribed after (s) | ssed CPU (ms) | runs |")
+        out.append("|---|---|---|---|---|")
+        for mode, r in sorted(table.items()):
+            out.append(f"| {mode} | {r['connections']:,} | {r['ready_s']:g} | {fmt(r['server_cpu_us'] / 1000)} | {r['runs']} |")
+        out.append("")
+        out.append("Produced by:\n\n" + provenance({json.dumps(r["_meta"], sort_keys=True): r["_meta"] for r in storm}.values()) + "\n")
 
 
 def abuse_section(out):
@@ -359,6 +403,7 @@ def main():
     table = memory_section(out)
     fanout_section(out)
     scale_section(out)
+    auth_section(out)
     abuse_section(out)
     losses_section(out, table)
     chart(table, os.path.join(ROOT, "docs", "memory-per-connection.svg"))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run-all.sh: every benchmark behind docs/benchmarks.md, one after the other (two benchmarks
 # sharing this machine would measure each other), into docs/benchmark-data/, then regenerates
-# docs/benchmarks.md and its chart with report.py. Takes about 50 minutes on 2 cores.
+# docs/benchmarks.md and its chart with report.py. Takes about an hour on 2 cores.
 #
 #   --quick   small counts and one run per point, to check the pipeline (figures not for publishing)
 set -euo pipefail
@@ -19,7 +19,8 @@ mkdir -p "$SSED_BENCH_RESULTS"
 # Fresh figures for everything this script runs; scale-large-runs.jsonl (N up to 1,000,000,
 # which takes longer than the rest together) is kept: rerun those with scale.sh by hand.
 rm -f "$SSED_BENCH_RESULTS"/memory-*.jsonl "$SSED_BENCH_RESULTS"/fanout-*.jsonl "$SSED_BENCH_RESULTS"/scale-2*.jsonl \
-    "$SSED_BENCH_RESULTS"/scale-latest.jsonl "$SSED_BENCH_RESULTS"/abuse-*.jsonl
+    "$SSED_BENCH_RESULTS"/scale-latest.jsonl "$SSED_BENCH_RESULTS"/abuse-*.jsonl \
+    "$SSED_BENCH_RESULTS"/auth-verify-*.jsonl "$SSED_BENCH_RESULTS"/auth-storm-*.jsonl
 
 if [ "$quick" = 1 ]; then
     bench-scripts/memory.sh --counts 1000 --runs 1
@@ -32,6 +33,11 @@ else
     # Memory per idle subscriber: every server, one topic; then ssed with a topic per subscriber.
     bench-scripts/memory.sh --counts 1000,10000,18000 --runs 3
     bench-scripts/memory.sh --no-build --servers ssed --topics per-connection --counts 10000,18000 --runs 3
+    # ssed with a token per subscriber (an expiry to keep for each).
+    bench-scripts/memory.sh --no-build --servers ssed --auth --counts 10000,18000 --runs 3
+    # Token verifications per core, and 10,000 subscribers with ES256 tokens connecting at once.
+    bench-scripts/auth-verify.sh
+    bench-scripts/auth-storm.sh --no-build --runs 3
     # Fan-out at 10,000 subscribers, ssed with 2 workers and with 1 beside the baselines.
     bench-scripts/fanout.sh --no-build --servers ssed,ssed-1w,floor,go-nethttp,go-hijack,axum,nginx-nchan \
         --subscribers 10000

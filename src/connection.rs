@@ -38,14 +38,16 @@ use std::io::{self, IoSlice, Read};
 use std::net::Shutdown;
 
 /// Unsent output past which a connection reads and parses nothing more until it drains.
-pub const OUTPUT_CAP: usize = 4 * 1024;
+pub const OUTPUT_CAP: usize = 2 * 1024;
 /// Bytes read from one connection per wake-up.
 const READ_BUDGET: usize = 64 * 1024;
 /// Requests answered on one connection per wake-up.
 const REQUESTS_BUDGET: u32 = 16;
 /// Input grows by at most this much per read, so a slow client's buffer is the size of what it
-/// sent, not of the budget.
-const READ_CHUNK: usize = 4096;
+/// sent, not of the budget: small while a head is awaited (most heads are a few hundred bytes,
+/// and pipelined requests wait in the socket, not here), larger for a body.
+const HEAD_CHUNK: usize = 2048;
+const BODY_CHUNK: usize = 16 * 1024;
 /// How long, and how many bytes, a closing connection's input is drained after its last
 /// answer, so that the close does not turn into a reset that destroys the answer in flight
 /// (RFC 9112 §9.6).
@@ -136,8 +138,9 @@ impl Exchange {
     pub fn waiting_since(&self) -> Option<u32> {
         match self.phase() {
             Phase::AwaitingBroker => None,
-            Phase::Lingering => self.lingering_since,
-            _ => Some(self.since),
+            // Until its last answer is out, a closing connection is timed like any other: a
+            // client that never reads its refusal is not kept forever.
+            _ => Some(self.lingering_since.unwrap_or(self.since)),
         }
     }
 
@@ -237,6 +240,9 @@ pub enum Drive {
     /// Make it a subscriber: write `preamble` (answers to requests pipelined before it), then
     /// the stream head.
     Subscribe(SubscribeTo, Vec<u8>),
+    /// It asked to subscribe but sent bytes after the request: a stream never ends, so they
+    /// could never be answered. The worker gives up the subscription and closes it.
+    SubscribeRefused(SubscribeTo),
 }
 
 /// Readiness reported by the poll for this wake-up.
@@ -318,7 +324,7 @@ impl Connection {
             State::AwaitingRequest { since } => Some((*since, false)),
             State::Http(exchange) => exchange
                 .waiting_since()
-                .map(|since| (since, exchange.phase() == Phase::Lingering)),
+                .map(|since| (since, exchange.lingering_since.is_some())),
             _ => None,
         }
     }
@@ -369,7 +375,7 @@ impl Connection {
         let outcome = self.run(&mut exchange, now, requests, token);
         match outcome {
             Drive::Close => pool.give_back(exchange),
-            Drive::Subscribe(..) => pool.give_back(exchange),
+            Drive::Subscribe(..) | Drive::SubscribeRefused(_) => pool.give_back(exchange),
             Drive::Wait if exchange.is_idle() => {
                 let since = exchange.since;
                 pool.give_back(exchange);
@@ -423,7 +429,7 @@ impl Connection {
                 Parsed::Subscribe(to) => {
                     if ex.start != ex.input.len() || ex.unread && self.has_more_input() {
                         log::debug!("connection {token}: bytes after a subscribe request; closing");
-                        return Drive::Close;
+                        return Drive::SubscribeRefused(to);
                     }
                     return Drive::Subscribe(to, ex.take_output());
                 }
@@ -465,8 +471,9 @@ impl Connection {
         matches!(self.stream.peek(&mut byte), Ok(n) if n > 0)
     }
 
-    /// Reads into the exchange's input, within the budget and the input cap, growing the input
-    /// only by what arrives. Returns whether anything new arrived (or the client closed).
+    /// Reads one chunk into the exchange's input, within the budget and the input cap, growing
+    /// the input only by what arrives. Returns whether anything new arrived (or the client
+    /// closed).
     fn read(&mut self, ex: &mut Exchange, budget: &mut usize, max_body: usize) -> io::Result<bool> {
         let room = input_cap(ex, max_body)
             .saturating_sub(ex.pending_input().len())
@@ -479,7 +486,12 @@ impl Connection {
         ex.compact();
         let mut got = 0;
         let outcome = loop {
-            let want = (room - got).min(READ_CHUNK);
+            let chunk = if ex.head.is_some() {
+                BODY_CHUNK
+            } else {
+                HEAD_CHUNK
+            };
+            let want = (room - got).min(chunk);
             let len = ex.input.len();
             ex.input.resize(len + want, 0);
             let read = self.stream.read(&mut ex.input[len..]);
@@ -490,11 +502,11 @@ impl Connection {
                     ex.unread = false;
                     break Ok(true);
                 }
+                // One chunk, then parse it: the input holds what the next request needs, not
+                // everything the client has queued (`unread` stays set: more may be waiting).
                 Ok(n) => {
                     got += n;
-                    if got == room {
-                        break Ok(true);
-                    }
+                    break Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     ex.unread = false;

@@ -394,6 +394,11 @@ impl Worker {
             Drive::Again => self.run_queue.push_back(token),
             Drive::Close => self.close(token),
             Drive::Subscribe(to, preamble) => self.subscribe(token, to, preamble),
+            Drive::SubscribeRefused(to) => {
+                self.stats().reject(RejectReason::SubscriberInput);
+                self.topics.unsubscribed(to.topic, now);
+                self.close(token);
+            }
         }
     }
 
@@ -420,8 +425,7 @@ impl Worker {
         }
         self.stats().subscribers.fetch_add(1, Relaxed);
         if let Some(exp) = to.expires_at_unix {
-            let left = exp.saturating_sub(now_ms() / 1000).min(u32::MAX as u64 / 2) as u32;
-            self.expiries.add(token, self.now().saturating_add(left));
+            self.expiries.add(token, exp);
         }
         preamble.extend_from_slice(&to.head);
         // A fresh socket's send buffer is empty, so a head of a few hundred bytes goes out whole;
@@ -486,6 +490,7 @@ impl Worker {
             }
         }
         self.inbox = inbox;
+        self.replay.stream_advanced();
     }
 
     /// The broker answered a publish that connection `token` waits for: answer it, then go on
@@ -610,7 +615,7 @@ impl Worker {
             return;
         }
         let mut due = Vec::new();
-        self.expiries.due(self.now(), &mut due);
+        self.expiries.due(now_ms() / 1000, &mut due);
         for token in due {
             log::debug!("subscriber {token}: its token expired; ending the stream");
             self.close(token);

@@ -36,9 +36,9 @@ fn main() -> ExitCode {
                 log::info!("received SIGHUP; reloading key files");
                 let _ = stopper.send(Notice::Reload);
             } else {
+                // A second one cuts --shutdown-delay short.
                 log::info!("received signal {signal}; shutting down");
                 let _ = stopper.send(Notice::Stop);
-                break;
             }
         }
     });

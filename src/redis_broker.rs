@@ -258,31 +258,26 @@ fn stream_head(conn: &mut redis::Connection) -> redis::RedisResult<EventId> {
         .map_or(EventId::default(), |entry| entry.id))
 }
 
-/// Whether Redis has deleted (trimmed) entries of the shared stream newer than `after`: events
-/// this process never read and can no longer read. `XINFO STREAM`'s `max-deleted-entry-id`
-/// (Redis 7) says so exactly.
+/// Whether events after `after` may be gone from the shared stream: Redis trimmed entries this
+/// process never read, or lost the stream. The stream's oldest entry being newer than `after`
+/// means everything up to it was trimmed, and with it any entry between `after` and it (Redis
+/// 7.0 does not record `MAXLEN ~` trims in `max-deleted-entry-id`, so the oldest entry is what
+/// tells). When nothing was missed after all (exactly a stream's worth of new entries), the
+/// clients are told they *may* have missed events, which is the safe side.
 fn trimmed_past(conn: &mut redis::Connection, after: EventId) -> redis::RedisResult<bool> {
-    let reply: Value = match redis::cmd("XINFO")
-        .arg("STREAM")
+    if after == EventId::default() {
+        return Ok(false);
+    }
+    let reply: Value = redis::cmd("XRANGE")
         .arg(EVENTS_KEY)
-        .query(conn)
-    {
-        Ok(reply) => reply,
-        // No stream at all (a Redis that lost everything): nothing to compare with.
-        Err(e) if !e.is_io_error() && !e.is_connection_dropped() => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    let fields: Vec<Value> = match reply {
-        Value::Array(items) => items,
-        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-        _ => return Ok(false),
-    };
-    Ok(fields
-        .chunks(2)
-        .find(|pair| text(&pair[0]).as_deref() == Some("max-deleted-entry-id"))
-        .and_then(|pair| pair.get(1).and_then(text))
-        .and_then(|id| EventId::parse(&id))
-        .is_some_and(|deleted| deleted > after))
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query(conn)?;
+    Ok(entries(&reply)
+        .first()
+        .is_none_or(|oldest| oldest.id > after))
 }
 
 /// The reader thread: XREAD the shared stream forever, handing each event to every worker.

@@ -88,9 +88,14 @@ impl Replay {
         !self.starting.is_empty()
     }
 
-    /// An event reached this worker: subscribers waiting for the stream may start now.
+    /// An event reached this worker.
     pub fn event_arrived(&mut self, id: EventId) {
         self.delivered_up_to = self.delivered_up_to.max(id);
+    }
+
+    /// The mailbox has been applied: subscribers waiting for the stream may start now (once per
+    /// turn, not once per event).
+    pub fn stream_advanced(&mut self) {
         self.starting.extend(self.awaiting_stream.drain(..));
     }
 

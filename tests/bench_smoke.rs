@@ -101,3 +101,54 @@ fn three_hundred_subscribers_each_count_the_one_published_event() {
     }
     assert!(subscriber.wait().success());
 }
+
+/// `ssed token` with the test secret and these arguments.
+fn mint(secret: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ssed"))
+        .args(["token", "--jwt-key", secret])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn subscribers_present_tokens_from_the_command_line_a_file_or_as_a_cookie() {
+    let secret = "an HMAC secret of at least 32 bytes!";
+    let daemon = Daemon::start(&["--jwt-key", secret]);
+    let addr = daemon.addr.to_string();
+    // Connection i subscribes to t{i}, and line i of the file grants exactly that topic.
+    let dir = std::env::temp_dir().join(format!("ssed-bench-tokens-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tokens");
+    let lines: Vec<String> = (0..4)
+        .map(|i| mint(secret, &["--subscribe", &format!("t{i}")]))
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let any = mint(secret, &["--subscribe", "*"]);
+    let file_arg = file.to_str().unwrap();
+    let runs: [(&[&str], &str); 5] = [
+        (&["--token", &any], "established=4 failed=0"),
+        (&["--token-file", file_arg], "established=4 failed=0"),
+        (
+            &["--token-file", file_arg, "--cookie", "ssed_token"],
+            "established=4 failed=0",
+        ),
+        (
+            &["--token", &any, "--cookie", "other"],
+            "established=0 failed=4",
+        ),
+        (&[], "established=0 failed=4"),
+    ];
+    for (extra, expected) in runs {
+        let mut args = vec!["subscribe", "--addr", &addr, "--path", "/events/t{i}"];
+        args.extend_from_slice(&["--connections", "4", "--hold", "0.1", "--max-seconds", "60"]);
+        args.extend_from_slice(extra);
+        let mut bench = Bench::start(&args);
+        let ready = bench.next_line("ready line");
+        assert!(ready.contains(expected), "{extra:?}: {ready}");
+        bench.wait();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,94 +6,22 @@
 //! to the topic `report` on a third ssed process, which this test subscribes to.
 
 mod common;
+use common::browser::{open_browser, serve_page};
 use common::*;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 
 const PAGE: &str = include_str!("browser/eventsource.html");
 
-/// Serves the page to whoever asks, on a free port; returns its origin.
-fn serve_page() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let mut reader = BufReader::new(stream);
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let response = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{PAGE}",
-                PAGE.len()
-            );
-            let _ = reader.get_mut().write_all(response.as_bytes());
-        }
-    });
-    origin
-}
-
-/// Headless Chromium with a throwaway profile, killed and cleaned up on drop.
-struct Browser {
-    child: Child,
-    profile: std::path::PathBuf,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-fn open_browser(url: &str) -> Browser {
-    let profile = std::env::temp_dir().join(format!("ssed-chromium-{}", std::process::id()));
-    let child = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            &format!("--user-data-dir={}", profile.display()),
-            "--remote-debugging-port=0",
-            url,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromium is needed for this test: run ./test.sh, which installs it");
-    Browser { child, profile }
-}
-
 /// The next report from the page, as (kind, id, data).
 fn next_report(reports: &mut Subscription) -> (String, String, String) {
-    let json = reports.next_event().data;
-    let field = |name: &str| -> String {
-        let key = format!("\"{name}\":");
-        let Some(at) = json.find(&key) else {
-            return String::new();
-        };
-        let rest = &json[at + key.len()..];
-        if let Some(text) = rest.strip_prefix('"') {
-            // The page's strings are plain: no escaped quotes except \n.
-            text[..text.find('"').unwrap()].replace("\\n", "\n")
-        } else {
-            rest.split([',', '}']).next().unwrap().to_string()
-        }
-    };
+    let report = browser::next_report(reports);
+    let field = |name: &str| report[name].as_str().unwrap_or_default().to_string();
     (field("kind"), field("id"), field("data"))
 }
 
 #[test]
 fn eventsource_in_chromium_receives_events_and_replays_after_reconnecting_elsewhere() {
     let redis = RedisServer::start();
-    let page = serve_page();
+    let page = serve_page(PAGE);
     let reporter = Daemon::with_redis(&redis, "127.0.0.1:0", &["--cors-origin", &page]);
     let mut reports = reporter.subscribe("report");
     let mut first = Daemon::with_redis(&redis, "127.0.0.1:0", &["--cors-origin", &page]);

@@ -177,6 +177,29 @@ fn sigterm_tells_subscribers_to_come_back_later_and_exits_cleanly() {
 }
 
 #[test]
+fn readiness_turns_503_at_sigterm_while_streams_go_on_until_the_shutdown_delay() {
+    let mut daemon = Daemon::start(&["--shutdown-delay", "30"]);
+    let get = |path: &str| request(daemon.addr, "GET", path, &[], b"");
+    assert_eq!((get("/readyz").status, get("/livez").status), (200, 200));
+    let mut sub = daemon.subscribe("drain");
+    unsafe { libc::kill(daemon.child.id() as i32, libc::SIGTERM) };
+    let (answer, _) = wait_for("/readyz to answer 503", || {
+        let answer = get("/readyz");
+        (answer.status == 503).then_some(answer)
+    });
+    assert_eq!(answer.body_text(), "shutting down\n");
+    assert_eq!(get("/healthz").status, 503, "/healthz is readiness too");
+    assert_eq!(get("/livez").status, 200, "draining is not dead");
+    daemon.publish("drain", "still flowing");
+    assert_eq!(sub.next_event().data, "still flowing");
+    // A second signal ends the delay: the process exits cleanly and the stream is told to retry.
+    let status = daemon.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(sub.try_next_event(), None);
+    assert!(sub.retry.is_some(), "a retry: field before closing");
+}
+
+#[test]
 fn publishes_are_honoured_even_if_the_publisher_closed_before_they_were_read() {
     let daemon = Daemon::start(&["--workers", "1"]);
     let mut sub = daemon.subscribe("gone");

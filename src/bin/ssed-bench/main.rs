@@ -1,6 +1,6 @@
 //! `ssed-bench`: load generator for ssed and the baseline SSE servers it is compared with.
 //!
-//! * `subscribe` opens N subscriptions (`GET /events/<topic>`), prints
+//! * `subscribe` opens N subscriptions (`GET /events/<topic>`, with a token if given one), prints
 //!   `ready established=E failed=F attempted=N` once each has received a
 //!   `200 text/event-stream` head or failed, then holds them while counting events, comments
 //!   and bytes and timing every event whose data is `t=<unix micros>`. It ends with one JSON
@@ -116,6 +116,15 @@ struct SubscribeArgs {
     /// Processes to split the connections over (each holds at most 19000)
     #[arg(long, value_name = "P", default_value_t = 1, value_parser = positive())]
     processes: u32,
+    /// Send `Authorization: Bearer TOKEN` with every subscribe [default: none]
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
+    token: Option<String>,
+    /// Tokens, one per line: connection i sends line i (cycling), like --token
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<std::path::PathBuf>,
+    /// Send the token as the cookie NAME instead of an Authorization header
+    #[arg(long, value_name = "NAME")]
+    cookie: Option<String>,
     /// Added to the connection index in `{i}`; set by the parent for its children
     #[arg(long, default_value_t = 0, hide = true)]
     index_offset: u64,
@@ -157,6 +166,41 @@ struct PublishArgs {
     token: Option<String>,
     #[command(flatten)]
     tls: tls::TlsArgs,
+}
+
+/// The tokens subscriptions present (--token, --token-file), in order; empty: none.
+fn load_tokens(a: &SubscribeArgs) -> Result<Vec<String>, Failure> {
+    let tokens = match (&a.token, &a.token_file) {
+        (Some(token), _) => vec![token.clone()],
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| usage!("--token-file {}: {e}", path.display()))?;
+            let tokens: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect();
+            if tokens.is_empty() {
+                return Err(usage!("--token-file {}: no token in it", path.display()));
+            }
+            tokens
+        }
+        (None, None) if a.cookie.is_some() => {
+            return Err(usage!("--cookie needs --token or --token-file"))
+        }
+        (None, None) => Vec::new(),
+    };
+    if let Some(bad) = tokens
+        .iter()
+        .find(|t| t.len() > 8192 || !t.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(usage!(
+            "a token of {} bytes is not printable ASCII up to 8192 bytes",
+            bad.len()
+        ));
+    }
+    Ok(tokens)
 }
 
 fn positive() -> clap::builder::RangedI64ValueParser<u32> {

@@ -69,6 +69,7 @@ pub fn run_parent(a: &SubscribeArgs) -> Result<(), Failure> {
     drop(tx);
 
     let mut ready = vec![None; children.len()];
+    let mut ready_s = 0.0;
     let mut reports: Vec<Option<Summary>> = children.iter().map(|_| None).collect();
     let (mut running, mut lost_child) = (children.len(), None);
     while running > 0 {
@@ -90,6 +91,7 @@ pub fn run_parent(a: &SubscribeArgs) -> Result<(), Failure> {
                     let (established, failed) = (sum("established"), sum("failed"));
                     println!("ready established={established} failed={failed} attempted={n}");
                     _ = io::stdout().flush();
+                    ready_s = start.elapsed().as_secs_f64();
                 }
             }
             Ok((j, Some(line))) => reports[j] = Summary::from_raw(&line),
@@ -116,6 +118,7 @@ pub fn run_parent(a: &SubscribeArgs) -> Result<(), Failure> {
         .flatten()
         .for_each(|report| total.merge(report));
     total.elapsed_s = start.elapsed().as_secs_f64();
+    total.ready_s = ready_s;
     println!("{}", total.to_json());
     if total.established == 0 {
         return Err(fatal!("no connection to {} could be established", a.addr));

@@ -23,7 +23,7 @@ use crate::http::{parse_head, Dechunker, ProtocolError};
 use crate::sse::SseParser;
 use crate::summary::{Fail, Summary};
 use crate::tls::{self, Io};
-use crate::{resolve, secs, source_ip, unix_micros, Failure, SubscribeArgs, SIGNAL};
+use crate::{load_tokens, resolve, secs, source_ip, unix_micros, Failure, SubscribeArgs, SIGNAL};
 
 /// Leaves headroom under the 20,000 open-file hard limit of the benchmark machines.
 pub const MAX_PER_PROCESS: u64 = 19_000;
@@ -82,6 +82,8 @@ struct Subscriber<'a> {
     conns: Vec<Conn>,
     read_buf: Vec<u8>,
     request: Vec<u8>,
+    /// Tokens to present (--token, --token-file): connection i sends `tokens[i % len]`.
+    tokens: Vec<String>,
     /// Response heads that arrived in pieces: rare, and only while connecting.
     partial_heads: HashMap<usize, Vec<u8>>,
     next_to_open: usize,
@@ -105,6 +107,7 @@ pub fn run_subscribe(a: &SubscribeArgs) -> Result<(), Failure> {
         return Err(usage!("--heartbeat-event or --path is too long"));
     }
     ensure_fd_room(n)?;
+    let tokens = load_tokens(a)?;
     let start = Instant::now();
     let mut sub = Subscriber {
         args: a,
@@ -113,6 +116,7 @@ pub fn run_subscribe(a: &SubscribeArgs) -> Result<(), Failure> {
         conns: (0..n).map(|_| Conn::default()).collect(),
         read_buf: vec![0; 64 * 1024],
         request: Vec::new(),
+        tokens,
         partial_heads: HashMap::new(),
         next_to_open: 0,
         opening: 0,
@@ -209,6 +213,7 @@ impl Subscriber<'_> {
                     println!("ready established={established} failed={failed} attempted={n}");
                     _ = io::stdout().flush();
                     ready_at = Some(now);
+                    self.summary.ready_s = now.duration_since(start).as_secs_f64();
                 }
             }
             let mut wake_by = establish_by;
@@ -338,11 +343,17 @@ impl Subscriber<'_> {
 
     fn send_request(&mut self, idx: usize) {
         let a = self.args;
-        let path = a
-            .path
-            .replace("{i}", &(idx as u64 + a.index_offset).to_string());
+        let index = idx as u64 + a.index_offset;
+        let path = a.path.replace("{i}", &index.to_string());
         self.request.clear();
         _ = write!(self.request, "GET {path} HTTP/1.1\r\nHost: {}\r\n", a.addr);
+        if !self.tokens.is_empty() {
+            let token = &self.tokens[(index % self.tokens.len() as u64) as usize];
+            _ = match &a.cookie {
+                Some(name) => write!(self.request, "Cookie: {name}={token}\r\n"),
+                None => write!(self.request, "Authorization: Bearer {token}\r\n"),
+            };
+        }
         self.request
             .extend_from_slice(b"Accept: text/event-stream\r\n\r\n");
         let conn = &mut self.conns[idx];

@@ -51,6 +51,8 @@ pub struct Summary {
     /// Event stamp → latency to the last subscriber that got it.
     last_latency: HashMap<u64, u64>,
     pub elapsed_s: f64,
+    /// Seconds from the start until every connection was established or failed (`ready`).
+    pub ready_s: f64,
     children_rss: Vec<u64>,
 }
 
@@ -177,6 +179,7 @@ impl Summary {
                 "events": last.len(),
             },
             "elapsed_s": format!("{:.3}", self.elapsed_s),
+            "ready_s": format!("{:.3}", self.ready_s),
             "rss_bytes": self.rss_bytes,
             "processes": children.len().max(1),
             "children_rss_bytes": format!("[{}]", children.join(",")),
