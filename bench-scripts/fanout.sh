@@ -26,6 +26,11 @@
 #   --pipeline W       saturate: POSTs in flight on the publisher's connection (default 16)
 #   --phases a,b,c     subset of steady,saturate,heartbeat (default: all)
 #   --processes P      ssed-bench subscriber processes (default: ssed-bench's own)
+#   --tls              over HTTPS: the TLS servers (default: ssed,go-hijack-tls,axum-tls,
+#                      nginx-tls,nginx-nchan-tls; ssed only if its --help has --tls-cert),
+#                      subscribers and publisher with ssed-bench --tls --ca build/tls/ca.pem.
+#                      nginx-tls (nginx in front of ssed) is billed the CPU of nginx's
+#                      workers plus ssed's, both recorded (server_cpu_parts_us)
 #   --no-build         do not run cargo build / build-baselines.sh
 #   -h, --help
 # Output: tables on stdout; one JSON line per server and phase (with the raw
@@ -38,7 +43,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 invocation="bench-scripts/fanout.sh $*"
 
-servers=$ALL_SERVERS subs=10000 events=100 rate=5 sat_s=10 hb_s=10
+servers= subs=10000 events=100 rate=5 sat_s=10 hb_s=10
 phases=steady,saturate,heartbeat processes= build=1 pipeline=16
 while [ $# -gt 0 ]; do
     case $1 in
@@ -52,10 +57,12 @@ while [ $# -gt 0 ]; do
         --pipeline) pipeline=$2; shift 2 ;;
         --processes) processes=$2; shift 2 ;;
         --no-build) build=0; shift ;;
+        --tls) use_tls; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
+if [ -z "$servers" ]; then if [ "$TLS" = 1 ]; then servers=$TLS_SERVERS; else servers=$ALL_SERVERS; fi; fi
 for v in subs events rate sat_s hb_s pipeline; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number"
 done
@@ -67,22 +74,23 @@ done
 
 prepare_servers "$servers" "$build"
 todo=("${AVAILABLE[@]}")
+TLS_JSON=$([ "$TLS" = 1 ] && echo true || echo false)
 
 mkdir -p "$RESULTS"
 out=$(results_file fanout)
 stamp=$(basename "$out" .jsonl); stamp=${stamp#fanout-}
 jq -nc --arg stamp "$stamp" --arg command "$invocation" --argjson mem "$(mem_total_kb)" --arg kernel "$(uname -r)" --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --argjson cores "$(nproc)" --arg servers "${todo[*]}" --argjson subs "$subs" --argjson events "$events" --argjson rate "$rate" \
-    --argjson sat "$sat_s" --argjson hb "$hb_s" --argjson tck "$CLK_TCK" --argjson w "$pipeline" \
+    --argjson sat "$sat_s" --argjson hb "$hb_s" --argjson tck "$CLK_TCK" --argjson w "$pipeline" --argjson tls "$TLS_JSON" \
     '{bench:"fanout",kind:"meta",stamp:$stamp,command:$command,mem_total_kb:$mem,kernel:$kernel,commit:$commit,cores:$cores,servers:$servers,subscribers:$subs,
-      steady_events:$events,steady_rate:$rate,saturate_s:$sat,saturate_pipeline:$w,heartbeat_window_s:$hb,clk_tck:$tck}' >"$out"
+      steady_events:$events,steady_rate:$rate,saturate_s:$sat,saturate_pipeline:$w,heartbeat_window_s:$hb,clk_tck:$tck,tls:$tls}' >"$out"
 
 SUB_PID= SUB_LOG=
 # start_subscribers EXTRA-ARGS...: N subscribers on /events/bench; waits for "ready".
 start_subscribers() {
     SUB_LOG=$(mktemp "${TMPDIR:-/tmp}/ssed-bench-sub.XXXXXX"); TMPDIRS+=("$SUB_LOG" "$SUB_LOG.err")
     "$BENCH" subscribe --addr "127.0.0.1:$SERVER_PORT" --path /events/bench --connections "$subs" \
-        --connect-timeout 120 --heartbeat-event keep-alive ${processes:+--processes "$processes"} "$@" >"$SUB_LOG" 2>"$SUB_LOG.err" &
+        --connect-timeout 120 --heartbeat-event keep-alive ${processes:+--processes "$processes"} "${BENCH_TLS[@]}" "$@" >"$SUB_LOG" 2>"$SUB_LOG.err" &
     SUB_PID=$!; PIDS+=("$SUB_PID")
     wait_ready "$SUB_LOG" "$SUB_PID" 300
     local f; f=$(ready_field "$SUB_LOG" failed)
@@ -96,7 +104,7 @@ publish() {
     local plog; plog=$(mktemp "${TMPDIR:-/tmp}/ssed-bench-pub.XXXXXX"); TMPDIRS+=("$plog" "$plog.err")
     local bound=$1; shift
     timeout --signal=TERM --kill-after=5 "$bound" \
-        "$BENCH" publish --addr "127.0.0.1:$SERVER_PORT" --path /events/bench "$@" >"$plog" 2>"$plog.err" &
+        "$BENCH" publish --addr "127.0.0.1:$SERVER_PORT" --path /events/bench "${BENCH_TLS[@]}" "$@" >"$plog" 2>"$plog.err" &
     local p=$!; PIDS+=("$p")
     wait "$p" || log "warning: publisher exited with status $? ($(tail -c 300 "$plog.err"))"
     stop "$p"
@@ -109,11 +117,11 @@ publish() {
 # seen working, which ends the phase's wall time.
 drain() {
     local i c0 c1 idle=0
-    c0=$(cpu_ticks "$MEASURE_PID"); BUSY_END=$(now_s)
+    c0=$(measured_cpu_ticks); BUSY_END=$(now_s)
     for i in $(seq 300); do
         alive "$SUB_PID" || { BUSY_END=$(now_s); return 0; }
         sleep 0.2
-        c1=$(cpu_ticks "$MEASURE_PID")
+        c1=$(measured_cpu_ticks)
         if [ "$c1" -gt "$c0" ]; then BUSY_END=$(now_s); idle=0; else idle=$((idle + 1)); fi
         [ $idle -ge 2 ] && return 0
         c0=$c1
@@ -133,10 +141,10 @@ phase_steady() {
     drain
     mark_end "$BUSY_END"
     sleep 1   # let the subscribers read what is still in flight
-    stop "$SUB_PID"; stop "$SERVER_PID"
-    jq -nc --arg s "$s" --argjson n "$subs" --argjson k "$events" --argjson r "$rate" --argjson m "$MEAS" \
+    stop "$SUB_PID"; stop_server
+    jq -nc --arg s "$s" --argjson n "$subs" --argjson k "$events" --argjson r "$rate" --argjson m "$MEAS" --argjson tls "$TLS_JSON" \
         --argjson sub "$(summary_json "$SUB_LOG")" --argjson pub "${PUB_JSON:-null}" "$JQ_DEFS"'
-        {bench:"fanout",phase:"steady",server:$s,subscribers:$n,events:$k,rate:$r,
+        {bench:"fanout",phase:"steady",server:$s,tls:$tls,subscribers:$n,events:$k,rate:$r,
          established:$sub.established, published:$pub.published,
          delivered:$sub.events, expected:(($pub.published // 0) * ($sub.established // 0)),
          latency_us:$sub.latency_us, last_subscriber_latency_us:$sub.last_subscriber_latency_us}
@@ -155,10 +163,10 @@ phase_saturate() {
     drain
     mark_end "$BUSY_END"
     sleep 1   # let the subscribers read what is still in flight
-    stop "$SUB_PID"; stop "$SERVER_PID"
-    jq -nc --arg s "$s" --argjson n "$subs" --argjson secs "$sat_s" --argjson w "$pipeline" --argjson m "$MEAS" \
+    stop "$SUB_PID"; stop_server
+    jq -nc --arg s "$s" --argjson n "$subs" --argjson secs "$sat_s" --argjson w "$pipeline" --argjson m "$MEAS" --argjson tls "$TLS_JSON" \
         --argjson sub "$(summary_json "$SUB_LOG")" --argjson pub "${PUB_JSON:-null}" "$JQ_DEFS"'
-        {bench:"fanout",phase:"saturate",server:$s,subscribers:$n,publish_seconds:$secs,pipeline:$w,
+        {bench:"fanout",phase:"saturate",server:$s,tls:$tls,subscribers:$n,publish_seconds:$secs,pipeline:$w,
          established:$sub.established, published:$pub.published, publish_errors:$pub.errors,
          delivered:$sub.events,
          published_per_s:(($pub.published // 0) / $secs | round),
@@ -179,16 +187,16 @@ phase_heartbeat() {
     nap "$hb_s"
     mark_end
     stop_at=$(now_s)
-    stop "$SUB_PID"; stop "$SERVER_PID"
+    stop "$SUB_PID"; stop_server
     # Heartbeats in the CPU window: established x window seconds at 1/s
     # (nominal). Check: the bench's count per connection per second between
     # "ready" and the stop (slightly high: it includes heartbeats that arrived
     # during the connection ramp); well below 1 means the server fell behind.
-    jq -nc --arg s "$s" --argjson n "$subs" --argjson m "$MEAS" \
+    jq -nc --arg s "$s" --argjson n "$subs" --argjson m "$MEAS" --argjson tls "$TLS_JSON" \
         --argjson held "$(awk -v a="$ready_at" -v b="$stop_at" 'BEGIN {printf "%.3f", b - a}')" \
         --argjson sub "$(summary_json "$SUB_LOG")" "$JQ_DEFS"'
         (($sub.established // 0) * $m.wall_s) as $hb
-        | {bench:"fanout",phase:"heartbeat",server:$s,subscribers:$n,heartbeat_s:1,
+        | {bench:"fanout",phase:"heartbeat",server:$s,tls:$tls,subscribers:$n,heartbeat_s:1,
            established:$sub.established, heartbeats_in_window:($hb | round),
            heartbeats_per_conn_per_s:per($sub.heartbeats // 0; ($sub.established // 0) * $held)}
         + $m + {cpu_us_per_heartbeat:per($m.server_cpu_us; $hb),
@@ -204,8 +212,9 @@ done
 ln -sf "$(basename "$out")" "$RESULTS/fanout-latest.jsonl"
 
 echo
-echo "Fan-out to $subs subscribers on one topic. CPU = the server process's utime+stime"
+echo "Fan-out to $subs subscribers on one topic$([ "$TLS" = 0 ] || echo ", over TLS"). CPU = the server process's utime+stime"
 echo "(/proc/PID/stat, 1 tick = $((1000000 / CLK_TCK)) us), per delivered event; user = utime alone."
+[ "$TLS" = 0 ] || echo "nginx-tls: the CPU of nginx's workers + ssed's (each in server_cpu_parts_us)."
 # table JQ-FILTER HEADER...: print the selected rows as aligned columns.
 table() {
     local filter=$1; shift

@@ -10,6 +10,11 @@ SSED=${SSED:-$ROOT/target/release/ssed}              # overridable, e.g. to test
 BENCH=${SSED_BENCH:-$ROOT/target/release/ssed-bench}
 ALL_SERVERS=ssed,floor,go-nethttp,go-hijack,axum,nginx-nchan
 # Also known, on request: ssed-1w (ssed --workers 1, one event loop like floor).
+# --tls (use_tls): the same over HTTPS; ssed counts only once it has --tls-cert.
+TLS_SERVERS=ssed,go-hijack-tls,axum-tls,nginx-tls,nginx-nchan-tls
+TLS_DIR=$BUILD/tls   # ca.pem, server.pem, server.key: made by build-baselines.sh
+TLS=0
+BENCH_TLS=()         # ssed-bench's TLS flags, for subscribe and publish alike
 
 PIDS=()
 TMPDIRS=()
@@ -54,13 +59,24 @@ need_tools() {   # jq reads the bench's JSON lines
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q jq >/dev/null || die "jq is needed"
 }
 
-# Build ssed + ssed-bench (cargo is incremental) and the baselines.
+# Build ssed + ssed-bench (cargo is incremental) and the baselines (the TLS ones with --tls).
 build_all() {
     log "cargo build --release (ssed, ssed-bench)"
     (cd "$ROOT" && cargo build --release --quiet --bin ssed --bin ssed-bench) \
         || die "cargo build of ssed / ssed-bench failed"
-    "$BS/build-baselines.sh" >&2
+    if [ "$TLS" = 1 ]; then "$BS/build-baselines.sh" tls >&2; else "$BS/build-baselines.sh" >&2; fi
 }
+
+# use_tls: the run is over HTTPS. Servers that cannot serve it are refused by
+# server_available; ssed-bench trusts the test CA and sends SNI "localhost".
+use_tls() {
+    TLS=1
+    BENCH_TLS=(--tls --ca "$TLS_DIR/ca.pem")
+}
+
+# Does this ssed build serve HTTPS? Decided by its --help, so the scripts need
+# no change once the daemon gets --tls-cert / --tls-key.
+ssed_has_tls() { "$SSED" --help 2>/dev/null | grep -q -- '--tls-cert'; }
 
 # alive PID: running (kill -0 alone also succeeds on an unreaped zombie).
 alive() { local st; st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) && [ "${st%% *}" != Z ]; }
@@ -96,11 +112,26 @@ abort_conns() {
     ss -K -Htn "( sport = :$1 or dport = :$1 )" >/dev/null 2>&1 || true
 }
 
-# Does the named server have a binary/launcher?
+# Does the named server have a binary/launcher (and, with --tls, speak TLS)?
+# Leaves the reason in WHY_NOT when it does not.
 server_available() {
+    WHY_NOT="not built (see build-baselines.sh output)"
+    if [ "$TLS" = 1 ]; then
+        case $1 in
+            ssed|ssed-1w|*-tls) ;;
+            *) WHY_NOT="no TLS variant (the TLS servers: $TLS_SERVERS)"; return 1 ;;
+        esac
+        [ -s "$TLS_DIR/ca.pem" ] || { WHY_NOT="no test certificates in $TLS_DIR (build-baselines.sh tls)"; return 1; }
+    elif [[ $1 = *-tls ]]; then
+        WHY_NOT="a TLS server: run with --tls"; return 1
+    fi
     case $1 in
-        ssed|ssed-1w) [ -x "$SSED" ] ;;
-        nginx-nchan) [ -x "$BUILD/nginx-nchan/run.sh" ] && command -v nginx >/dev/null ;;
+        ssed|ssed-1w)
+            [ -x "$SSED" ] || return 1
+            [ "$TLS" = 0 ] || ssed_has_tls \
+                || { WHY_NOT="no TLS support in this build (no --tls-cert flag in ssed --help)"; return 1; } ;;
+        nginx-nchan|nginx-nchan-tls) [ -x "$BUILD/nginx-nchan/run.sh" ] && command -v nginx >/dev/null ;;
+        nginx-tls) [ -x "$BUILD/nginx-tls/run.sh" ] && command -v nginx >/dev/null && [ -x "$SSED" ] ;;
         *) [ -x "$BUILD/$1" ] ;;
     esac
 }
@@ -116,15 +147,18 @@ prepare_servers() {
     AVAILABLE=()
     local s
     for s in $(split_csv "$1"); do
-        if server_available "$s"; then AVAILABLE+=("$s"); else log "SKIP $s: not built (see build-baselines.sh output)"; fi
+        if server_available "$s"; then AVAILABLE+=("$s"); else log "$s: $WHY_NOT, skipped"; fi
     done
     [ ${#AVAILABLE[@]} -gt 0 ] || die "no server to measure"
 }
 
 # start_server NAME HEARTBEAT [SSED-FLAGS...]: starts it on a free port, waits until it listens.
-# Sets SERVER_PID (what to stop), MEASURE_PID (the process that holds the
+# Sets SERVER_PID (what to stop: stop_server), MEASURE_PID (the process that holds the
 # connections: whose RSS and CPU to read), SERVER_PORT, SERVER_LOG. SSED-FLAGS are
-# added to ssed's command line (ssed and ssed-1w only).
+# added to ssed's command line (ssed, ssed-1w, and nginx-tls's upstream ssed).
+# A server of several processes (nginx-tls: nginx's workers + ssed) has them all in
+# MEASURE_PIDS, named in MEASURE_ROLES; RSS and CPU are their sums (measured_*). Its
+# clients cost SOCKETS_PER_CONN sockets each on the machine (2, or 4 through a proxy).
 start_server() {
     local name=$1 hb=$2 tries
     shift 2
@@ -132,25 +166,47 @@ start_server() {
     SERVER_LOG=$(mktemp "${TMPDIR:-/tmp}/ssed-bench-$name.XXXXXX.log")
     TMPDIRS+=("$SERVER_LOG")
     local addr=127.0.0.1:$SERVER_PORT
-    local cmd
+    local cmd ssed_tls=() workers=1
+    [ "$TLS" = 0 ] || ssed_tls=(--tls-cert "$TLS_DIR/server.pem" --tls-key "$TLS_DIR/server.key")
+    local cert=(--cert "$TLS_DIR/server.pem" --key "$TLS_DIR/server.key")
+    SERVER_EXTRA_PIDS=() SOCKETS_PER_CONN=2 UPSTREAM_PORT=
     case $name in
-        ssed) cmd=("$SSED" --listen "$addr" --heartbeat "$hb" --heartbeat-event keep-alive "$@") ;;
-        ssed-1w) cmd=("$SSED" --workers 1 --listen "$addr" --heartbeat "$hb" --heartbeat-event keep-alive "$@") ;;
-        nginx-nchan)
+        ssed) cmd=("$SSED" --listen "$addr" --heartbeat "$hb" --heartbeat-event keep-alive "${ssed_tls[@]}" "$@") ;;
+        ssed-1w) cmd=("$SSED" --workers 1 --listen "$addr" --heartbeat "$hb" --heartbeat-event keep-alive "${ssed_tls[@]}" "$@") ;;
+        nginx-nchan|nginx-nchan-tls)
             local d; d=$(mktemp -d "${TMPDIR:-/tmp}/ssed-nginx.XXXXXX"); TMPDIRS+=("$d")
-            cmd=("$BUILD/nginx-nchan/run.sh" --listen "$addr" --heartbeat "$hb" --dir "$d") ;;
+            [ "$name" = nginx-nchan-tls ] || cert=()
+            cmd=("$BUILD/nginx-nchan/run.sh" --listen "$addr" --heartbeat "$hb" --dir "$d" "${cert[@]}") ;;
+        nginx-tls)
+            # ssed first, plain HTTP on a loopback port of its own, then nginx in front.
+            local up; up=$(free_port); UPSTREAM_PORT=$up
+            "$SSED" --listen "127.0.0.1:$up" --heartbeat "$hb" --heartbeat-event keep-alive "$@" >"$SERVER_LOG.ssed" 2>&1 &
+            SERVER_EXTRA_PIDS=($!); PIDS+=($!); TMPDIRS+=("$SERVER_LOG.ssed")
+            for tries in $(seq 200); do is_listening "$up" && break; sleep 0.05; done
+            is_listening "$up" || { cat "$SERVER_LOG.ssed" >&2; die "nginx-tls: its ssed did not start on port $up"; }
+            local d; d=$(mktemp -d "${TMPDIR:-/tmp}/ssed-nginx.XXXXXX"); TMPDIRS+=("$d")
+            cmd=("$BUILD/nginx-tls/run.sh" --listen "$addr" --upstream "127.0.0.1:$up" --dir "$d" "${cert[@]}")
+            workers=2 SOCKETS_PER_CONN=4 ;;
+        *-tls) cmd=("$BUILD/$name" --listen "$addr" --heartbeat "$hb" "${cert[@]}") ;;
         *) cmd=("$BUILD/$name" --listen "$addr" --heartbeat "$hb") ;;
     esac
     "${cmd[@]}" >"$SERVER_LOG" 2>&1 &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
-    MEASURE_PID=$SERVER_PID
+    MEASURE_PID=$SERVER_PID MEASURE_PIDS=("$SERVER_PID") MEASURE_ROLES=("$name")
     for tries in $(seq 200); do
         if is_listening "$SERVER_PORT"; then
-            [ "$name" = nginx-nchan ] || return 0
-            # nginx: measure its one worker, the master's child.
-            MEASURE_PID=$(cut -d' ' -f1 "/proc/$SERVER_PID/task/$SERVER_PID/children" 2>/dev/null)
-            [ -n "$MEASURE_PID" ] && return 0
+            [[ $name = nginx-* ]] || return 0
+            # nginx: measure its workers, the master's children (not the master,
+            # which only supervises), and for nginx-tls the ssed behind them.
+            # (no newline at the end of that file: read "fails" but fills kids)
+            local kids=(); read -r -a kids 2>/dev/null < "/proc/$SERVER_PID/task/$SERVER_PID/children" || true
+            if [ ${#kids[@]} -ge $workers ]; then
+                MEASURE_PID=${kids[0]} MEASURE_PIDS=("${kids[@]}") MEASURE_ROLES=()
+                for _ in "${kids[@]}"; do MEASURE_ROLES+=(nginx); done
+                [ "$name" != nginx-tls ] || { MEASURE_PIDS+=("${SERVER_EXTRA_PIDS[0]}"); MEASURE_ROLES+=(ssed); }
+                return 0
+            fi
         fi
         alive "$SERVER_PID" || break
         sleep 0.05
@@ -159,15 +215,60 @@ start_server() {
     die "$name did not start listening on $addr"
 }
 
+# stop_server: stops what start_server started (nginx-tls: nginx, then its ssed).
+stop_server() {
+    local p
+    stop "$SERVER_PID"
+    for p in "${SERVER_EXTRA_PIDS[@]}"; do stop "$p"; done
+    SERVER_EXTRA_PIDS=()
+}
+
+# abort_server_conns: abort_conns on the server's port, and its upstream's if it has one.
+abort_server_conns() { abort_conns "$SERVER_PORT"; [ -z "$UPSTREAM_PORT" ] || abort_conns "$UPSTREAM_PORT"; }
+
+# settle_measured: settle_rss for each of MEASURE_PIDS; leaves their sum in RSS_KB and
+# {role: kB} in RSS_PARTS.
+settle_measured() {
+    local i r parts='{}'
+    RSS_KB=0
+    for i in "${!MEASURE_PIDS[@]}"; do
+        r=$(settle_rss "${MEASURE_PIDS[$i]}")
+        RSS_KB=$((RSS_KB + r))
+        parts=$(jq -c --arg role "${MEASURE_ROLES[$i]}" --argjson kb "$r" '.[$role] += $kb' <<<"$parts")
+    done
+    RSS_PARTS=$parts
+}
+
+# measured_rss_kb / measured_cpu_ticks / measured_cpu_user_sys: sums over MEASURE_PIDS.
+measured_rss_kb() { local p t=0; for p in "${MEASURE_PIDS[@]}"; do t=$((t + $(rss_kb "$p"))); done; echo "$t"; }
+measured_cpu_ticks() { local p t=0; for p in "${MEASURE_PIDS[@]}"; do t=$((t + $(cpu_ticks "$p"))); done; echo "$t"; }
+measured_cpu_user_sys() {
+    local p u s tu=0 ts=0
+    for p in "${MEASURE_PIDS[@]}"; do read -r u s < <(cpu_user_sys "$p"); tu=$((tu + u)) ts=$((ts + s)); done
+    echo "$tu $ts"
+}
+
 # Server CPU over a phase: mark_start before, mark_end END-TIME after;
 # mark_end leaves {"server_cpu_us","server_user_us","server_sys_us","wall_s"}
-# in MEAS (wall_s from mark_start to END-TIME).
-mark_start() { read -r U0 S0 < <(cpu_user_sys "$MEASURE_PID"); T0=$(now_s); }
+# in MEAS (wall_s from mark_start to END-TIME), the sums over MEASURE_PIDS, and for a
+# server of several roles (nginx-tls) also "server_cpu_parts_us": {role: CPU}.
+mark_start() {
+    read -r U0 S0 < <(measured_cpu_user_sys); T0=$(now_s)
+    local p; CPU0=(); for p in "${MEASURE_PIDS[@]}"; do CPU0+=("$(cpu_ticks "$p")"); done
+}
 mark_end() {
-    local u1 s1 t1=${1:-$(now_s)}; read -r u1 s1 < <(cpu_user_sys "$MEASURE_PID")
+    local u1 s1 t1=${1:-$(now_s)}; read -r u1 s1 < <(measured_cpu_user_sys)
     MEAS=$(awk -v u=$((u1 - U0)) -v s=$((s1 - S0)) -v h="$CLK_TCK" -v a="$T0" -v b="$t1" 'BEGIN {
         printf "{\"server_cpu_us\":%.0f,\"server_user_us\":%.0f,\"server_sys_us\":%.0f,\"wall_s\":%.3f}",
                (u + s) * 1e6 / h, u * 1e6 / h, s * 1e6 / h, b - a }')
+    local roles; roles=$(printf '%s\n' "${MEASURE_ROLES[@]}" | sort -u | wc -l)
+    [ "$roles" -gt 1 ] || return 0
+    local i parts='{}'
+    for i in "${!MEASURE_PIDS[@]}"; do
+        parts=$(jq -c --arg r "${MEASURE_ROLES[$i]}" --argjson us $(( ($(cpu_ticks "${MEASURE_PIDS[$i]}") - CPU0[i]) * 1000000 / CLK_TCK )) \
+            '.[$r] += $us' <<<"$parts")
+    done
+    MEAS=$(jq -c --argjson p "$parts" '. + {server_cpu_parts_us: $p}' <<<"$MEAS")
 }
 
 # settle_rss PID: wait until VmRSS stops moving (4 samples 0.5 s apart within

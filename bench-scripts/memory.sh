@@ -19,6 +19,12 @@
 #   --auth            ssed only: start it with --jwt-key and give each subscriber a token of
 #                     its own (HS256, exp an hour ahead, granting its topic), so that the
 #                     figure includes what a stream's expiry costs the server
+#   --tls             over HTTPS: the TLS servers (default: ssed,go-hijack-tls,axum-tls,
+#                     nginx-tls,nginx-nchan-tls; ssed only if its --help has --tls-cert),
+#                     ssed-bench --tls --ca build/tls/ca.pem. nginx-tls is nginx in front
+#                     of ssed: its user figure is nginx's workers' RSS growth plus ssed's
+#                     (both recorded, as user_parts), its kernel figure counts 2 connections
+#                     per subscriber
 #   --no-drain        never wait for TIME_WAIT sockets to expire (see kernel_quiet)
 #   --no-build        do not run cargo build / build-baselines.sh
 #   -h, --help
@@ -36,7 +42,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 invocation="bench-scripts/memory.sh $*"
 
-servers=$ALL_SERVERS counts=1000,10000,18000 runs=3 topics=single processes= drain=1 build=1 auth=false
+servers= counts=1000,10000,18000 runs=3 topics=single processes= drain=1 build=1 auth=false
 while [ $# -gt 0 ]; do
     case $1 in
         --servers) servers=$2; shift 2 ;;
@@ -47,11 +53,13 @@ while [ $# -gt 0 ]; do
         --auth) auth=true; shift ;;
         --no-drain) drain=0; shift ;;
         --no-build) build=0; shift ;;
+        --tls) use_tls; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
 case $topics in single|per-connection) ;; *) die "--topics single|per-connection" ;; esac
+if [ -z "$servers" ]; then if [ "$TLS" = 1 ]; then servers=$TLS_SERVERS; else servers=$ALL_SERVERS; fi; fi
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
 for n in $(split_csv "$counts"); do
     [[ $n =~ ^[1-9][0-9]*$ ]] && [ "$n" -le 19000 ] \
@@ -89,7 +97,8 @@ out=$(results_file memory)
 stamp=$(basename "$out" .jsonl); stamp=${stamp#memory-}
 jq -nc --arg stamp "$stamp" --arg command "$invocation" --argjson mem "$(mem_total_kb)" --arg kernel "$(uname -r)" --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --argjson cores "$(nproc)" --arg servers "${todo[*]}" --arg counts "$counts" --argjson runs "$runs" --arg topics "$topics" --argjson auth "$auth" \
-    '{bench:"memory",kind:"meta",stamp:$stamp,command:$command,mem_total_kb:$mem,kernel:$kernel,commit:$commit,cores:$cores,servers:$servers,counts:$counts,runs:$runs,topics:$topics,auth:$auth,heartbeat_s:5}' >"$out"
+    --argjson tls "$([ "$TLS" = 1 ] && echo true || echo false)" \
+    '{bench:"memory",kind:"meta",stamp:$stamp,command:$command,mem_total_kb:$mem,kernel:$kernel,commit:$commit,cores:$cores,servers:$servers,counts:$counts,runs:$runs,topics:$topics,auth:$auth,heartbeat_s:5,tls:$tls}' >"$out"
 
 # /proc/net/sockstat "TCP: inuse I orphan O tw T alloc A mem M": cheap even
 # with a million sockets on the machine.
@@ -148,13 +157,14 @@ one_run() {
         auth_bench=(--token-file "$tokens")
     fi
     start_server "$s" 5 "${auth_server[@]}"
-    local rss0 slab0 rss1 slab1
+    local rss0 slab0 rss1 slab1 parts0 parts1
     local tw0 tw1 in0 in1
-    rss0=$(settle_rss "$MEASURE_PID"); slab0=$(slab_kb); tw0=$(tcp_stat tw); in0=$(tcp_stat inuse)
+    settle_measured; rss0=$RSS_KB parts0=$RSS_PARTS
+    slab0=$(slab_kb); tw0=$(tcp_stat tw); in0=$(tcp_stat inuse)
     blog=$(mktemp "${TMPDIR:-/tmp}/ssed-bench-sub.XXXXXX"); TMPDIRS+=("$blog")
     # --hold/--max-seconds only bound the run; we stop it once measured.
     "$BENCH" subscribe --addr "127.0.0.1:$SERVER_PORT" --path "$path" --connections "$n" \
-        --hold 600 --max-seconds 900 --connect-timeout 120 --heartbeat-event keep-alive ${processes:+--processes "$processes"} "${auth_bench[@]}" \
+        --hold 600 --max-seconds 900 --connect-timeout 120 --heartbeat-event keep-alive ${processes:+--processes "$processes"} "${BENCH_TLS[@]}" "${auth_bench[@]}" \
         >"$blog" 2>"$blog.err" &
     bpid=$!; PIDS+=("$bpid"); TMPDIRS+=("$blog.err")
     wait_ready "$blog" "$bpid" 300
@@ -164,31 +174,34 @@ one_run() {
     # (a short window between the two Slab readings means less noise), then
     # wait for the server's RSS to settle.
     sleep 0.5; slab1=$(slab_kb); tw1=$(tcp_stat tw); in1=$(tcp_stat inuse)
-    rss1=$(settle_rss "$MEASURE_PID")
+    settle_measured; rss1=$RSS_KB parts1=$RSS_PARTS
     [ "$failed" = 0 ] || log "warning: $s N=$n: $failed of $n subscribers failed"
     # Slab is machine-wide: if the machine's TCP socket count moved by more than
-    # our 2 sockets per connection, something else opened or closed sockets
-    # meanwhile. Such a run is kept but flagged, and left out of the median.
-    local other=$((in1 - in0 - 2 * est)) disturbed=false
+    # our 2 sockets per connection (4 through a proxy), something else opened or closed
+    # sockets meanwhile. Such a run is kept but flagged, and left out of the median.
+    local other=$((in1 - in0 - SOCKETS_PER_CONN * est)) disturbed=false
     if [ "${other#-}" -gt $((est / 50 + 20)) ]; then
         disturbed=true
         log "warning: $((other)) TCP sockets came or went elsewhere on the machine during this run: kernel figure unreliable"
     fi
-    abort_conns "$SERVER_PORT"   # no TIME_WAIT left for the next runs' Slab readings
+    abort_server_conns   # no TIME_WAIT left for the next runs' Slab readings
     stop "$bpid"
-    stop "$SERVER_PID"
+    stop_server
     [ "${est:-0}" -gt 0 ] || die "$s N=$n: no subscriber established"
     jq -nc --arg server "$s" --arg topics "$topics" --argjson auth "$auth" --argjson n "$n" --argjson run "$r" \
         --argjson est "$est" --argjson failed "$failed" \
         --argjson rss0 "$rss0" --argjson rss1 "$rss1" --argjson slab0 "$slab0" --argjson slab1 "$slab1" \
         --argjson tw0 "$tw0" --argjson tw1 "$tw1" --argjson in0 "$in0" --argjson in1 "$in1" --argjson dist "$disturbed" \
-        --argjson bench "$(summary_json "$blog")" \
-        '{bench:"memory",kind:"run",server:$server,topics:$topics,auth:$auth,n:$n,run:$run,established:$est,failed:$failed,
+        --argjson bench "$(summary_json "$blog")" --argjson tls "$([ "$TLS" = 1 ] && echo true || echo false)" --argjson auth "$auth" \
+        --argjson p0 "$parts0" --argjson p1 "$parts1" \
+        '{bench:"memory",kind:"run",server:$server,tls:$tls,topics:$topics,auth:$auth,n:$n,run:$run,established:$est,failed:$failed,
           rss_before_kb:$rss0,rss_after_kb:$rss1,slab_before_kb:$slab0,slab_after_kb:$slab1,
           time_wait_before:$tw0,time_wait_after:$tw1,tcp_inuse_before:$in0,tcp_inuse_after:$in1,disturbed:$dist,
           user_bytes_per_conn:((($rss1-$rss0)*1024/$est)|round),
           kernel_bytes_per_conn:((($slab1-$slab0)*1024/$est)|round),
-          bench_summary:$bench}' >>"$out"
+          bench_summary:$bench}
+        + if ($p0|length) > 1 then {rss_parts_before_kb:$p0, rss_parts_after_kb:$p1,
+            user_parts:($p1|with_entries(.value = (((.value - $p0[.key])*1024/$est)|round)))} else {} end' >>"$out"
     RUN_LINE=$(tail -1 "$out")
 }
 
@@ -213,30 +226,38 @@ for s in "${todo[@]}"; do
         u=$(median $(jq -r '.user_bytes_per_conn' <<<"$pts"))
         k=$(median $(jq -r '.kernel_bytes_per_conn' <<<"$pts"))
         b=$(median $(jq -r '.rss_before_kb' <<<"$pts"))
+        # A proxied server's parts (nginx-tls: nginx, ssed), each its own median.
+        parts='{}'
+        for role in $(jq -r '.user_parts // {} | keys[]' <<<"$pts" | sort -u); do
+            parts=$(jq -c --arg r "$role" --argjson v "$(median $(jq -r --arg r "$role" '.user_parts[$r]' <<<"$pts"))" '.[$r] = $v' <<<"$parts")
+        done
         jq -nc --arg s "$s" --arg topics "$topics" --argjson auth "$auth" --argjson n "$n" --argjson u "$u" --argjson k "$k" --argjson b "$b" \
-            --argjson pts "$(jq -s . <<<"$pts")" \
-            '{bench:"memory",kind:"median",server:$s,topics:$topics,auth:$auth,n:$n,runs:($pts|length),
+            --argjson pts "$(jq -s . <<<"$pts")" --argjson parts "$parts" --argjson tls "$([ "$TLS" = 1 ] && echo true || echo false)" \
+            '{bench:"memory",kind:"median",server:$s,tls:$tls,topics:$topics,auth:$auth,n:$n,runs:($pts|length),
               established_min:($pts|map(.established)|min),
               disturbed_runs:($pts|map(select(.disturbed))|length),
               user_bytes_per_conn:$u,kernel_bytes_per_conn:$k,rss_before_kb:$b,
               user_bytes_range:[($pts|map(.user_bytes_per_conn)|min),($pts|map(.user_bytes_per_conn)|max)],
-              kernel_bytes_range:[($pts|map(.kernel_bytes_per_conn)|min),($pts|map(.kernel_bytes_per_conn)|max)]}' >>"$out"
+              kernel_bytes_range:[($pts|map(.kernel_bytes_per_conn)|min),($pts|map(.kernel_bytes_per_conn)|max)]}
+             + if ($parts|length) > 0 then {user_parts:$parts} else {} end' >>"$out"
     done
 done
 ln -sf "$(basename "$out")" "$RESULTS/memory-latest.jsonl"
 
 echo
-echo "Memory per idle subscriber (median of $runs run(s); topics: $topics; heartbeat 5 s$([ "$auth" = true ] && echo "; each with its own token"))"
+echo "Memory per idle subscriber (median of $runs run(s); topics: $topics; heartbeat 5 s$([ "$TLS" = 0 ] || echo "; over TLS")$([ "$auth" = true ] && echo "; each with its own token"))"
 echo "user = server RSS delta / N; kernel = Slab delta / N (machine-wide: both ends"
 echo "of each loopback connection); idle RSS = the server's RSS before connections;"
 echo "runs = runs in the median (runs disturbed by other socket activity are left out)"
-printf '%-12s %7s %7s %12s %14s %16s %13s %6s\n' server N estab "user B/conn" "kernel B/conn" "user range" "idle RSS kB" runs
+printf '%-16s %7s %7s %12s %14s %16s %13s %6s\n' server N estab "user B/conn" "kernel B/conn" "user range" "idle RSS kB" runs
 jq -r 'select(.kind=="median") | [.server, .n, .established_min, .user_bytes_per_conn, .kernel_bytes_per_conn,
        "\(.user_bytes_range[0])..\(.user_bytes_range[1])", .rss_before_kb,
        (if .disturbed_runs > 0 then "\(.runs)!" else "\(.runs)" end)] | @tsv' "$out" |
     while IFS=$'\t' read -r s n e u k rg b nr; do
-        printf '%-12s %7s %7s %12.0f %14.0f %16s %13.0f %6s\n' "$s" "$n" "$e" "$u" "$k" "$rg" "$b" "$nr"
+        printf '%-16s %7s %7s %12.0f %14.0f %16s %13.0f %6s\n' "$s" "$n" "$e" "$u" "$k" "$rg" "$b" "$nr"
     done
+jq -r 'select(.kind=="median" and .user_parts) | "\(.server) N=\(.n): user B/conn = " +
+       (.user_parts | to_entries | map("\(.key) \(.value)") | join(" + "))' "$out"
 if jq -se 'any(.kind=="median" and .disturbed_runs > 0)' "$out" >/dev/null; then
     echo "! every run of this point was disturbed by other socket activity: kernel figure unreliable"
 fi

@@ -53,6 +53,7 @@ mod publish;
 mod sse;
 mod subscribe;
 mod summary;
+mod tls;
 
 #[derive(Parser)]
 #[command(name = "ssed-bench", version, about = "Load generator for SSE servers")]
@@ -130,6 +131,8 @@ struct SubscribeArgs {
     /// Report as a `raw ...` line for a parent to merge; set by the parent for its children
     #[arg(long, hide = true)]
     report_raw: bool,
+    #[command(flatten)]
+    tls: tls::TlsArgs,
 }
 
 #[derive(Args)]
@@ -161,6 +164,8 @@ struct PublishArgs {
     /// Send `Authorization: Bearer TOKEN` [default: none]
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
+    #[command(flatten)]
+    tls: tls::TlsArgs,
 }
 
 /// The tokens subscriptions present (--token, --token-file), in order; empty: none.

@@ -8,10 +8,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use crate::http::take_response;
+use crate::tls::{self, Blocking};
 use crate::{resolve, secs, unix_micros, Failure, PublishArgs, SIGNAL};
 
 pub fn run_publish(a: &PublishArgs) -> Result<(), Failure> {
     let addr = resolve(&a.addr)?;
+    let tls = tls::Client::from_args(&a.tls)?;
     let start = Instant::now();
     let hard_stop = start + secs(a.max_seconds);
     let send_until = if a.duration > 0.0 {
@@ -20,7 +22,7 @@ pub fn run_publish(a: &PublishArgs) -> Result<(), Failure> {
         hard_stop
     };
     let (mut sent, mut in_flight, mut published, mut errors) = (0, 0, 0, 0);
-    let (mut stream, mut connects, mut connect_failures) = (None::<TcpStream>, 0u64, 0);
+    let (mut stream, mut connects, mut connect_failures) = (None::<Blocking>, 0u64, 0);
     let (mut rx, mut buf, mut request) = (Vec::new(), vec![0; 16 * 1024], Vec::new());
     let mut drain_until = None;
     let failure = loop {
@@ -33,10 +35,13 @@ pub fn run_publish(a: &PublishArgs) -> Result<(), Failure> {
             break None;
         }
         let Some(conn) = stream.as_mut() else {
-            match TcpStream::connect_timeout(&addr, secs(5.0)) {
+            let connected = TcpStream::connect_timeout(&addr, secs(5.0)).and_then(|s| {
+                _ = s.set_nodelay(true);
+                _ = s.set_write_timeout(Some(secs(5.0)));
+                Blocking::new(s, tls.as_ref())
+            });
+            match connected {
                 Ok(s) => {
-                    _ = s.set_nodelay(true);
-                    _ = s.set_write_timeout(Some(secs(5.0)));
                     (stream, connects, connect_failures) = (Some(s), connects + 1, 0);
                 }
                 Err(e) if connects == 0 => return Err(fatal!("connect to {addr}: {e}")),
@@ -73,7 +78,9 @@ pub fn run_publish(a: &PublishArgs) -> Result<(), Failure> {
         } else {
             secs(0.1)
         };
-        _ = conn.set_read_timeout(Some(wait.clamp(secs(0.001), secs(0.1))));
+        _ = conn
+            .socket()
+            .set_read_timeout(Some(wait.clamp(secs(0.001), secs(0.1))));
         let eof = match conn.read(&mut buf) {
             Ok(n) => {
                 rx.extend_from_slice(&buf[..n]);

@@ -22,6 +22,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::http::{parse_head, Dechunker, ProtocolError};
 use crate::sse::SseParser;
 use crate::summary::{Fail, Summary};
+use crate::tls::{self, Io};
 use crate::{load_tokens, resolve, secs, source_ip, unix_micros, Failure, SubscribeArgs, SIGNAL};
 
 /// Leaves headroom under the 20,000 open-file hard limit of the benchmark machines.
@@ -91,6 +92,10 @@ struct Subscriber<'a> {
     /// Open established connections that have not yet seen --expect-events events.
     below_target: u64,
     summary: Summary,
+    /// --tls: how to make a connection's TLS state, and that state, indexed like `conns`
+    /// (empty in a plain run).
+    tls: Option<tls::Client>,
+    tls_conns: Vec<Option<rustls::ClientConnection>>,
 }
 
 pub fn run_subscribe(a: &SubscribeArgs) -> Result<(), Failure> {
@@ -117,7 +122,12 @@ pub fn run_subscribe(a: &SubscribeArgs) -> Result<(), Failure> {
         opening: 0,
         below_target: 0,
         summary: Summary::default(),
+        tls: tls::Client::from_args(&a.tls)?,
+        tls_conns: Vec::new(),
     };
+    if sub.tls.is_some() {
+        sub.tls_conns = (0..n).map(|_| None).collect();
+    }
     sub.run(start)?;
     let mut s = std::mem::take(&mut sub.summary);
     s.attempted = n;
@@ -243,6 +253,9 @@ impl Subscriber<'_> {
             self.next_to_open += 1;
             match self.open(idx) {
                 Ok(stream) => {
+                    if let Some(tls) = &self.tls {
+                        self.tls_conns[idx] = Some(tls.connection());
+                    }
                     self.conns[idx].stream = Some(stream);
                     self.conns[idx].phase = Phase::Connecting;
                     self.opening += 1;
@@ -293,6 +306,12 @@ impl Subscriber<'_> {
     fn on_event(&mut self, idx: usize, readable: bool) {
         if self.conns[idx].phase == Phase::Connecting {
             self.finish_connect(idx);
+        }
+        let phase = self.conns[idx].phase;
+        if !self.tls_conns.is_empty()
+            && matches!(phase, Phase::Head | Phase::Body | Phase::ChunkedBody)
+        {
+            self.flush_tls(idx);
         }
         if self.conns[idx].phase == Phase::Sending {
             self.send_request(idx);
@@ -347,7 +366,7 @@ impl Subscriber<'_> {
                 conn.phase = Phase::Head;
                 return;
             }
-            match stream.write(rest) {
+            match Io::new(stream, &mut self.tls_conns, idx).write(rest) {
                 Ok(0) => break io::Error::from(ErrorKind::WriteZero),
                 Ok(n) => conn.sent += n as u16,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
@@ -367,7 +386,7 @@ impl Subscriber<'_> {
             let Some(stream) = conn.stream.as_mut() else {
                 return;
             };
-            let n = match stream.read(&mut self.read_buf) {
+            let n = match Io::new(stream, &mut self.tls_conns, idx).read(&mut self.read_buf) {
                 Ok(0) => return self.close(idx, Fail::Closed),
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
@@ -461,6 +480,9 @@ impl Subscriber<'_> {
             _ = self.poll.registry().deregister(&mut stream);
         }
         self.partial_heads.remove(&idx);
+        if let Some(tls) = self.tls_conns.get_mut(idx) {
+            *tls = None;
+        }
         match conn.phase {
             Phase::Body | Phase::ChunkedBody => {
                 conn.phase = Phase::Dropped;
@@ -476,6 +498,18 @@ impl Subscriber<'_> {
                 conn.phase = Phase::Failed;
                 self.summary.fails[reason as usize] += 1;
             }
+        }
+    }
+
+    /// TLS bytes left over when the socket last would block (the handshake's, the request's),
+    /// sent now that the connection has an event again.
+    fn flush_tls(&mut self, idx: usize) {
+        let Some(stream) = self.conns[idx].stream.as_mut() else {
+            return;
+        };
+        if let Err(e) = Io::new(stream, &mut self.tls_conns, idx).flush_tls() {
+            log::debug!("connection {idx}: TLS write: {e}");
+            self.close(idx, Fail::Closed);
         }
     }
 

@@ -1,0 +1,3 @@
+module ssed-bench/go-hijack-tls
+
+go 1.19
