@@ -10,52 +10,18 @@
 mod common;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
+use common::keys::*;
 use common::*;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-const SECRET: &str = "an HMAC secret of at least 32 bytes!";
-const PUBLISH_TOKEN: &str = "static-publish-token-for-tests";
 
 const CHALLENGE: &str = r#"Bearer realm="ssed""#;
 const INVALID: &str = r#"Bearer realm="ssed", error="invalid_token""#;
 const SCOPE: &str = r#"Bearer realm="ssed", error="insufficient_scope""#;
 
-// ---- minting ------------------------------------------------------------------------------------
-
-/// `ssed token ARGS...`: the token it prints.
-fn ssed_token(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_ssed"))
-        .arg("token")
-        .args(args)
-        .env_remove("SSED_JWT_KEY")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ssed token {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// An HS256 token from `ssed token` with the test secret.
-fn hs256(args: &[&str]) -> String {
-    let mut all = vec!["--jwt-key", SECRET];
-    all.extend_from_slice(args);
-    ssed_token(&all)
-}
-
-/// A token signed with a PEM private key by `ssed token`.
-fn signed_by(private: &Path, args: &[&str]) -> String {
-    let key = private.to_str().unwrap();
-    let mut all = vec!["--jwt-private-key-file", key];
-    all.extend_from_slice(args);
-    ssed_token(&all)
-}
+// ---- minting (`ssed token` and the keys: common::keys) ------------------------------------------
 
 /// A token put together by hand (claims `ssed token` cannot write, like a past `exp` or an
 /// `nbf`), signed HS256 by the openssl command; `secret` None leaves the signature empty.
@@ -110,77 +76,6 @@ fn unix_now() -> u64 {
 fn claims_of(token: &str) -> serde_json::Value {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap()
-}
-
-/// A directory of keys made with openssl, removed on drop.
-struct KeyDir(PathBuf);
-
-#[derive(Clone, Copy)]
-enum KeyKind {
-    Es256,
-    Rs256,
-    Ed25519,
-}
-
-impl KeyDir {
-    fn new(tag: &str) -> KeyDir {
-        let dir = std::env::temp_dir().join(format!("ssed-auth-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        KeyDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// Makes `NAME.pem` (private, PKCS#8) and `NAME.pub`; returns (private, public).
-    fn pair(&self, name: &str, kind: KeyKind) -> (PathBuf, PathBuf) {
-        let (private, public) = (
-            self.path(&format!("{name}.pem")),
-            self.path(&format!("{name}.pub")),
-        );
-        let algorithm: &[&str] = match kind {
-            KeyKind::Es256 => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
-            KeyKind::Rs256 => &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
-            KeyKind::Ed25519 => &["-algorithm", "ed25519"],
-        };
-        openssl(
-            &[
-                &["genpkey"],
-                algorithm,
-                &["-out", private.to_str().unwrap()],
-            ]
-            .concat(),
-        );
-        openssl(&[
-            "pkey",
-            "-in",
-            private.to_str().unwrap(),
-            "-pubout",
-            "-out",
-            public.to_str().unwrap(),
-        ]);
-        (private, public)
-    }
-}
-
-impl Drop for KeyDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn openssl(args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("these tests need the openssl command (apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 // ---- requests and refusals ------------------------------------------------------------------
