@@ -124,10 +124,6 @@ fn assert_refused(response: &Response, status: u16, challenge: Option<&str>, tok
     }
 }
 
-fn failures(daemon: &Daemon, reason: &str) -> f64 {
-    daemon.metric(&format!("ssed_auth_failures_total{{reason=\"{reason}\"}}"))
-}
-
 /// Publishes with the static publish token; returns the event id.
 fn publish(daemon: &Daemon, topic: &str, data: &str) -> String {
     let auth = bearer(PUBLISH_TOKEN);
@@ -191,7 +187,7 @@ fn a_custom_cookie_name_replaces_the_default() {
     let default = format!("ssed_token={token}");
     let refused = get(daemon.addr, "/events/news", &[("Cookie", &default)]);
     assert_refused(&refused, 401, Some(CHALLENGE), &token);
-    assert_eq!(failures(&daemon, "missing_token"), 1.0);
+    assert_eq!(auth_failures(&daemon, "missing_token"), 1.0);
 }
 
 #[test]
@@ -206,11 +202,11 @@ fn query_tokens_are_refused_unless_allowed() {
         refused.body_text().contains("--allow-query-token"),
         "{refused:?}"
     );
-    assert_eq!(failures(&strict, "query_token_refused"), 1.0);
+    assert_eq!(auth_failures(&strict, "query_token_refused"), 1.0);
 
     let lenient = hmac_daemon(&["--allow-query-token"]);
     assert_stream(&get(lenient.addr, &path, &[]));
-    assert_eq!(failures(&lenient, "query_token_refused"), 0.0);
+    assert_eq!(auth_failures(&lenient, "query_token_refused"), 0.0);
 }
 
 // ---- one subscribe per algorithm family ---------------------------------------------------------
@@ -302,7 +298,7 @@ fn every_refusal_has_its_challenge_and_its_counter() {
         (&not_granted, 403, SCOPE, "not_granted"),
     ];
     for &(token, status, challenge, reason) in cases {
-        let before = failures(&daemon, reason);
+        let before = auth_failures(&daemon, reason);
         let auth = bearer(token);
         let headers: &[(&str, &str)] = if token.is_empty() {
             &[]
@@ -311,7 +307,7 @@ fn every_refusal_has_its_challenge_and_its_counter() {
         };
         let response = get(daemon.addr, "/events/news", headers);
         assert_refused(&response, status, Some(challenge), token);
-        assert_eq!(failures(&daemon, reason), before + 1.0, "{reason}");
+        assert_eq!(auth_failures(&daemon, reason), before + 1.0, "{reason}");
     }
     // HS512 with the same secret is fine: the secret verifies the whole HMAC family.
     let auth = bearer(&hs512);
@@ -324,7 +320,7 @@ fn every_refusal_has_its_challenge_and_its_counter() {
     let cookie = format!("ssed_token={expired}");
     let response = get(daemon.addr, "/events/news", &[("Cookie", &cookie)]);
     assert_refused(&response, 401, Some(INVALID), &expired);
-    assert_eq!(failures(&daemon, "expired"), 2.0);
+    assert_eq!(auth_failures(&daemon, "expired"), 2.0);
 }
 
 #[test]
@@ -342,7 +338,7 @@ fn an_hmac_token_signed_with_the_public_key_is_refused() {
     let auth = bearer(&forged);
     let response = get(daemon.addr, "/events/news", &[("Authorization", &auth)]);
     assert_refused(&response, 401, Some(INVALID), &forged);
-    assert_eq!(failures(&daemon, "algorithm"), 1.0);
+    assert_eq!(auth_failures(&daemon, "algorithm"), 1.0);
     // Also without the trailing newline, and as the secret's bytes in a hand-made token.
     let trimmed = hand_made(
         &hs256_header(),
@@ -356,7 +352,7 @@ fn an_hmac_token_signed_with_the_public_key_is_refused() {
         Some(INVALID),
         &trimmed,
     );
-    assert_eq!(failures(&daemon, "algorithm"), 2.0);
+    assert_eq!(auth_failures(&daemon, "algorithm"), 2.0);
     // The genuine article passes.
     let genuine = signed_by(&private, &["--subscribe", "*"]);
     let auth = bearer(&genuine);
@@ -424,7 +420,7 @@ fn prefix_and_star_selectors_and_public_topics() {
         Some(CHALLENGE),
         "",
     );
-    assert_eq!(failures(&daemon, "malformed_token"), 0.0);
+    assert_eq!(auth_failures(&daemon, "malformed_token"), 0.0);
 }
 
 // ---- streams end at exp -----------------------------------------------------------------------
@@ -470,7 +466,7 @@ fn a_stream_ends_once_its_token_expires_while_others_go_on() {
         let response = get(daemon.addr, "/events/news", &[("Authorization", &auth)]);
         (response.status == 401).then_some(response)
     });
-    assert_eq!(failures(&daemon, "expired"), 1.0);
+    assert_eq!(auth_failures(&daemon, "expired"), 1.0);
 }
 
 #[test]
@@ -514,7 +510,7 @@ fn publish_claims_and_the_publish_token_both_work() {
     );
     let refused = post(daemon.addr, "/events/sports", &[("Authorization", &auth)]);
     assert_refused(&refused, 403, Some(SCOPE), &publisher);
-    assert_eq!(failures(&daemon, "not_granted"), 1.0);
+    assert_eq!(auth_failures(&daemon, "not_granted"), 1.0);
     // A subscribe right is no publish right.
     let reader = hs256(&["--subscribe", "news"]);
     let auth = bearer(&reader);
@@ -534,7 +530,7 @@ fn publish_claims_and_the_publish_token_both_work() {
     let auth = bearer(wrong);
     let refused = post(daemon.addr, "/events/sports", &[("Authorization", &auth)]);
     assert_refused(&refused, 401, Some(INVALID), wrong);
-    assert_eq!(failures(&daemon, "wrong_publish_token"), 1.0);
+    assert_eq!(auth_failures(&daemon, "wrong_publish_token"), 1.0);
 }
 
 #[test]
@@ -546,7 +542,7 @@ fn loopback_is_not_special_once_a_key_is_set() {
         Some(CHALLENGE),
         "",
     );
-    assert_eq!(failures(&daemon, "missing_token"), 1.0);
+    assert_eq!(auth_failures(&daemon, "missing_token"), 1.0);
     let only_publish_token = Daemon::start(&["--publish-token", PUBLISH_TOKEN]);
     assert_refused(
         &post(only_publish_token.addr, "/events/news", &[]),
@@ -570,7 +566,7 @@ fn a_forwarded_request_is_never_loopback() {
     ] {
         assert_refused(&post(daemon.addr, "/events/news", &[header]), 403, None, "");
     }
-    assert_eq!(failures(&daemon, "not_loopback"), 4.0);
+    assert_eq!(auth_failures(&daemon, "not_loopback"), 4.0);
     assert_eq!(post(daemon.addr, "/events/news", &[]).status, 200);
     // Subscribing is open to all, forwarded or not.
     assert_stream(&get(
@@ -620,7 +616,7 @@ fn sighup_reloads_key_files_and_a_bad_file_keeps_the_old_keys() {
         Some(INVALID),
         &by_b,
     );
-    assert_eq!(failures(&daemon, "bad_signature"), 1.0);
+    assert_eq!(auth_failures(&daemon, "bad_signature"), 1.0);
 
     std::fs::copy(&b_public, &file).unwrap();
     assert_eq!(hup(), 0);
@@ -670,7 +666,7 @@ fn a_kid_selects_its_key() {
     // A kid naming a key is checked against that key alone.
     let misnamed = signed_by(&b_private, &["--kid", "k1", "--subscribe", "news"]);
     assert_refused(&status(&misnamed), 401, Some(INVALID), &misnamed);
-    assert_eq!(failures(&daemon, "bad_signature"), 1.0);
+    assert_eq!(auth_failures(&daemon, "bad_signature"), 1.0);
 }
 
 // ---- CORS -------------------------------------------------------------------------------------

@@ -51,8 +51,7 @@ fn credentialed_eventsource_gets_its_private_topic_through_a_cookie_and_not_anot
         }
     }
     // The cookie was sent: the refusal was for the topic, not for a missing token.
-    let failures =
-        |reason: &str| ssed.metric(&format!("ssed_auth_failures_total{{reason=\"{reason}\"}}"));
+    let failures = |reason: &str| auth_failures(&ssed, reason);
     assert_eq!(failures("not_granted"), 1.0);
     assert_eq!(failures("missing_token"), 0.0);
 
