@@ -10,52 +10,18 @@
 mod common;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
+use common::keys::*;
 use common::*;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-const SECRET: &str = "an HMAC secret of at least 32 bytes!";
-const PUBLISH_TOKEN: &str = "static-publish-token-for-tests";
 
 const CHALLENGE: &str = r#"Bearer realm="ssed""#;
 const INVALID: &str = r#"Bearer realm="ssed", error="invalid_token""#;
 const SCOPE: &str = r#"Bearer realm="ssed", error="insufficient_scope""#;
 
-// ---- minting ------------------------------------------------------------------------------------
-
-/// `ssed token ARGS...`: the token it prints.
-fn ssed_token(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_ssed"))
-        .arg("token")
-        .args(args)
-        .env_remove("SSED_JWT_KEY")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ssed token {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// An HS256 token from `ssed token` with the test secret.
-fn hs256(args: &[&str]) -> String {
-    let mut all = vec!["--jwt-key", SECRET];
-    all.extend_from_slice(args);
-    ssed_token(&all)
-}
-
-/// A token signed with a PEM private key by `ssed token`.
-fn signed_by(private: &Path, args: &[&str]) -> String {
-    let key = private.to_str().unwrap();
-    let mut all = vec!["--jwt-private-key-file", key];
-    all.extend_from_slice(args);
-    ssed_token(&all)
-}
+// ---- minting (`ssed token` and the keys: common::keys) ------------------------------------------
 
 /// A token put together by hand (claims `ssed token` cannot write, like a past `exp` or an
 /// `nbf`), signed HS256 by the openssl command; `secret` None leaves the signature empty.
@@ -112,77 +78,6 @@ fn claims_of(token: &str) -> serde_json::Value {
     serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap()
 }
 
-/// A directory of keys made with openssl, removed on drop.
-struct KeyDir(PathBuf);
-
-#[derive(Clone, Copy)]
-enum KeyKind {
-    Es256,
-    Rs256,
-    Ed25519,
-}
-
-impl KeyDir {
-    fn new(tag: &str) -> KeyDir {
-        let dir = std::env::temp_dir().join(format!("ssed-auth-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        KeyDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// Makes `NAME.pem` (private, PKCS#8) and `NAME.pub`; returns (private, public).
-    fn pair(&self, name: &str, kind: KeyKind) -> (PathBuf, PathBuf) {
-        let (private, public) = (
-            self.path(&format!("{name}.pem")),
-            self.path(&format!("{name}.pub")),
-        );
-        let algorithm: &[&str] = match kind {
-            KeyKind::Es256 => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
-            KeyKind::Rs256 => &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
-            KeyKind::Ed25519 => &["-algorithm", "ed25519"],
-        };
-        openssl(
-            &[
-                &["genpkey"],
-                algorithm,
-                &["-out", private.to_str().unwrap()],
-            ]
-            .concat(),
-        );
-        openssl(&[
-            "pkey",
-            "-in",
-            private.to_str().unwrap(),
-            "-pubout",
-            "-out",
-            public.to_str().unwrap(),
-        ]);
-        (private, public)
-    }
-}
-
-impl Drop for KeyDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn openssl(args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("these tests need the openssl command (apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 // ---- requests and refusals ------------------------------------------------------------------
 
 fn bearer(token: &str) -> String {
@@ -227,10 +122,6 @@ fn assert_refused(response: &Response, status: u16, challenge: Option<&str>, tok
             );
         }
     }
-}
-
-fn failures(daemon: &Daemon, reason: &str) -> f64 {
-    daemon.metric(&format!("ssed_auth_failures_total{{reason=\"{reason}\"}}"))
 }
 
 /// Publishes with the static publish token; returns the event id.
@@ -296,7 +187,7 @@ fn a_custom_cookie_name_replaces_the_default() {
     let default = format!("ssed_token={token}");
     let refused = get(daemon.addr, "/events/news", &[("Cookie", &default)]);
     assert_refused(&refused, 401, Some(CHALLENGE), &token);
-    assert_eq!(failures(&daemon, "missing_token"), 1.0);
+    assert_eq!(auth_failures(&daemon, "missing_token"), 1.0);
 }
 
 #[test]
@@ -311,11 +202,11 @@ fn query_tokens_are_refused_unless_allowed() {
         refused.body_text().contains("--allow-query-token"),
         "{refused:?}"
     );
-    assert_eq!(failures(&strict, "query_token_refused"), 1.0);
+    assert_eq!(auth_failures(&strict, "query_token_refused"), 1.0);
 
     let lenient = hmac_daemon(&["--allow-query-token"]);
     assert_stream(&get(lenient.addr, &path, &[]));
-    assert_eq!(failures(&lenient, "query_token_refused"), 0.0);
+    assert_eq!(auth_failures(&lenient, "query_token_refused"), 0.0);
 }
 
 // ---- one subscribe per algorithm family ---------------------------------------------------------
@@ -407,7 +298,7 @@ fn every_refusal_has_its_challenge_and_its_counter() {
         (&not_granted, 403, SCOPE, "not_granted"),
     ];
     for &(token, status, challenge, reason) in cases {
-        let before = failures(&daemon, reason);
+        let before = auth_failures(&daemon, reason);
         let auth = bearer(token);
         let headers: &[(&str, &str)] = if token.is_empty() {
             &[]
@@ -416,7 +307,7 @@ fn every_refusal_has_its_challenge_and_its_counter() {
         };
         let response = get(daemon.addr, "/events/news", headers);
         assert_refused(&response, status, Some(challenge), token);
-        assert_eq!(failures(&daemon, reason), before + 1.0, "{reason}");
+        assert_eq!(auth_failures(&daemon, reason), before + 1.0, "{reason}");
     }
     // HS512 with the same secret is fine: the secret verifies the whole HMAC family.
     let auth = bearer(&hs512);
@@ -429,7 +320,7 @@ fn every_refusal_has_its_challenge_and_its_counter() {
     let cookie = format!("ssed_token={expired}");
     let response = get(daemon.addr, "/events/news", &[("Cookie", &cookie)]);
     assert_refused(&response, 401, Some(INVALID), &expired);
-    assert_eq!(failures(&daemon, "expired"), 2.0);
+    assert_eq!(auth_failures(&daemon, "expired"), 2.0);
 }
 
 #[test]
@@ -447,7 +338,7 @@ fn an_hmac_token_signed_with_the_public_key_is_refused() {
     let auth = bearer(&forged);
     let response = get(daemon.addr, "/events/news", &[("Authorization", &auth)]);
     assert_refused(&response, 401, Some(INVALID), &forged);
-    assert_eq!(failures(&daemon, "algorithm"), 1.0);
+    assert_eq!(auth_failures(&daemon, "algorithm"), 1.0);
     // Also without the trailing newline, and as the secret's bytes in a hand-made token.
     let trimmed = hand_made(
         &hs256_header(),
@@ -461,7 +352,7 @@ fn an_hmac_token_signed_with_the_public_key_is_refused() {
         Some(INVALID),
         &trimmed,
     );
-    assert_eq!(failures(&daemon, "algorithm"), 2.0);
+    assert_eq!(auth_failures(&daemon, "algorithm"), 2.0);
     // The genuine article passes.
     let genuine = signed_by(&private, &["--subscribe", "*"]);
     let auth = bearer(&genuine);
@@ -529,7 +420,7 @@ fn prefix_and_star_selectors_and_public_topics() {
         Some(CHALLENGE),
         "",
     );
-    assert_eq!(failures(&daemon, "malformed_token"), 0.0);
+    assert_eq!(auth_failures(&daemon, "malformed_token"), 0.0);
 }
 
 // ---- streams end at exp -----------------------------------------------------------------------
@@ -575,7 +466,7 @@ fn a_stream_ends_once_its_token_expires_while_others_go_on() {
         let response = get(daemon.addr, "/events/news", &[("Authorization", &auth)]);
         (response.status == 401).then_some(response)
     });
-    assert_eq!(failures(&daemon, "expired"), 1.0);
+    assert_eq!(auth_failures(&daemon, "expired"), 1.0);
 }
 
 #[test]
@@ -619,7 +510,7 @@ fn publish_claims_and_the_publish_token_both_work() {
     );
     let refused = post(daemon.addr, "/events/sports", &[("Authorization", &auth)]);
     assert_refused(&refused, 403, Some(SCOPE), &publisher);
-    assert_eq!(failures(&daemon, "not_granted"), 1.0);
+    assert_eq!(auth_failures(&daemon, "not_granted"), 1.0);
     // A subscribe right is no publish right.
     let reader = hs256(&["--subscribe", "news"]);
     let auth = bearer(&reader);
@@ -639,7 +530,7 @@ fn publish_claims_and_the_publish_token_both_work() {
     let auth = bearer(wrong);
     let refused = post(daemon.addr, "/events/sports", &[("Authorization", &auth)]);
     assert_refused(&refused, 401, Some(INVALID), wrong);
-    assert_eq!(failures(&daemon, "wrong_publish_token"), 1.0);
+    assert_eq!(auth_failures(&daemon, "wrong_publish_token"), 1.0);
 }
 
 #[test]
@@ -651,7 +542,7 @@ fn loopback_is_not_special_once_a_key_is_set() {
         Some(CHALLENGE),
         "",
     );
-    assert_eq!(failures(&daemon, "missing_token"), 1.0);
+    assert_eq!(auth_failures(&daemon, "missing_token"), 1.0);
     let only_publish_token = Daemon::start(&["--publish-token", PUBLISH_TOKEN]);
     assert_refused(
         &post(only_publish_token.addr, "/events/news", &[]),
@@ -675,7 +566,7 @@ fn a_forwarded_request_is_never_loopback() {
     ] {
         assert_refused(&post(daemon.addr, "/events/news", &[header]), 403, None, "");
     }
-    assert_eq!(failures(&daemon, "not_loopback"), 4.0);
+    assert_eq!(auth_failures(&daemon, "not_loopback"), 4.0);
     assert_eq!(post(daemon.addr, "/events/news", &[]).status, 200);
     // Subscribing is open to all, forwarded or not.
     assert_stream(&get(
@@ -725,7 +616,7 @@ fn sighup_reloads_key_files_and_a_bad_file_keeps_the_old_keys() {
         Some(INVALID),
         &by_b,
     );
-    assert_eq!(failures(&daemon, "bad_signature"), 1.0);
+    assert_eq!(auth_failures(&daemon, "bad_signature"), 1.0);
 
     std::fs::copy(&b_public, &file).unwrap();
     assert_eq!(hup(), 0);
@@ -775,7 +666,7 @@ fn a_kid_selects_its_key() {
     // A kid naming a key is checked against that key alone.
     let misnamed = signed_by(&b_private, &["--kid", "k1", "--subscribe", "news"]);
     assert_refused(&status(&misnamed), 401, Some(INVALID), &misnamed);
-    assert_eq!(failures(&daemon, "bad_signature"), 1.0);
+    assert_eq!(auth_failures(&daemon, "bad_signature"), 1.0);
 }
 
 // ---- CORS -------------------------------------------------------------------------------------

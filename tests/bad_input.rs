@@ -4,12 +4,6 @@ mod common;
 use common::*;
 use std::io::Write;
 
-fn rejected(daemon: &Daemon, reason: &str) -> f64 {
-    daemon.metric(&format!(
-        "ssed_requests_rejected_total{{reason=\"{reason}\"}}"
-    ))
-}
-
 #[test]
 fn malformed_requests_get_400_and_the_stream_goes_on() {
     let daemon = Daemon::start(&[]);

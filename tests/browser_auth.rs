@@ -8,27 +8,10 @@
 
 mod common;
 use common::browser::{next_report, open_browser, serve_page};
+use common::keys::{hs256, PUBLISH_TOKEN, SECRET};
 use common::*;
-use std::process::Command;
 
 const PAGE: &str = include_str!("browser/auth.html");
-const SECRET: &str = "an HMAC secret of at least 32 bytes!";
-const PUBLISH_TOKEN: &str = "static-publish-token-for-tests";
-
-fn mint(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_ssed"))
-        .args(["token", "--jwt-key", SECRET])
-        .args(args)
-        .env_remove("SSED_JWT_KEY")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 #[test]
 fn credentialed_eventsource_gets_its_private_topic_through_a_cookie_and_not_anothers() {
@@ -44,7 +27,7 @@ fn credentialed_eventsource_gets_its_private_topic_through_a_cookie_and_not_anot
         "--cors-origin",
         &page,
     ]);
-    let token = mint(&["--subscribe", "users/42/*", "--ttl", "600"]);
+    let token = hs256(&["--subscribe", "users/42/*", "--ttl", "600"]);
     let url = format!(
         "{page}/?ssed=http://{}&report=http://{}&token={token}&mine=users/42/inbox&theirs=users/7/inbox",
         ssed.addr, reporter.addr
@@ -68,8 +51,7 @@ fn credentialed_eventsource_gets_its_private_topic_through_a_cookie_and_not_anot
         }
     }
     // The cookie was sent: the refusal was for the topic, not for a missing token.
-    let failures =
-        |reason: &str| ssed.metric(&format!("ssed_auth_failures_total{{reason=\"{reason}\"}}"));
+    let failures = |reason: &str| auth_failures(&ssed, reason);
     assert_eq!(failures("not_granted"), 1.0);
     assert_eq!(failures("missing_token"), 0.0);
 

@@ -7,31 +7,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
-fn rejected(daemon: &Daemon, reason: &str) -> f64 {
-    daemon.metric(&format!(
-        "ssed_requests_rejected_total{{reason=\"{reason}\"}}"
-    ))
-}
-
-/// Waits until metric `name` has exactly `value`.
-fn wait_for_metric(daemon: &Daemon, name: &str, value: f64) {
-    wait_for(&format!("{name} to be {value}"), || {
-        (try_metric(daemon.addr, name) == Some(value)).then_some(())
-    });
-}
-
-fn assert_gap(event: &Event, topic: &str) {
-    assert_eq!(
-        (
-            event.event.as_deref(),
-            event.data.as_str(),
-            event.id.as_deref()
-        ),
-        (Some("ssed-gap"), topic, None),
-        "the gap event: event: ssed-gap, data: <topic>, no id"
-    );
-}
-
 /// Waits (at most `patience`) for the socket to become writable again; false if it did not.
 fn writable_within(stream: &TcpStream, patience: Duration) -> bool {
     use std::os::fd::AsRawFd;
@@ -280,27 +255,7 @@ fn bodies_trickled_a_few_bytes_at_a_time_are_published_whole() {
 #[test]
 fn the_largest_last_event_id_gets_the_gap_event_and_the_retained_events() {
     let daemon = Daemon::start(&[]);
-    let ids: Vec<String> = (1..=2)
-        .map(|i| daemon.publish("far", &format!("e{i}")))
-        .collect();
-    let mut sub = Subscription::open(
-        daemon.addr,
-        "/events/far",
-        &[("Last-Event-ID", "18446744073709551615")],
-    );
-    assert_gap(&sub.next_event(), "far");
-    for (i, id) in ids.iter().enumerate() {
-        let event = sub.next_event();
-        assert_eq!(
-            (event.id.as_ref(), event.data),
-            (Some(id), format!("e{}", i + 1))
-        );
-    }
-    // The process is still up and delivering.
-    let mut other = daemon.subscribe("far");
-    daemon.publish("far", "e3");
-    assert_eq!(sub.next_event().data, "e3");
-    assert_eq!(other.next_event().data, "e3");
+    common::the_largest_last_event_id_gets_the_gap_event_and_the_retained_events(&daemon);
 }
 
 #[test]

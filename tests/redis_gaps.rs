@@ -10,35 +10,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// ssed with one worker following the Redis at `url`.
-fn ssed_with_redis_url(url: &str, extra: &[&str]) -> Daemon {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ssed"));
-    command
-        .args(["--listen", "127.0.0.1:0", "--workers", "1", "--redis", url])
-        .args(extra);
-    Daemon::spawn(command, &[])
-}
-
-fn wait_for_metric(daemon: &Daemon, name: &str, value: f64) {
-    wait_for(&format!("{name} to be {value}"), || {
-        (try_metric(daemon.addr, name) == Some(value)).then_some(())
-    });
-}
-
 fn status(daemon: &Daemon, path: &str) -> u16 {
     request(daemon.addr, "GET", path, &[], b"").status
-}
-
-fn assert_gap(event: &Event, topic: &str) {
-    assert_eq!(
-        (
-            event.event.as_deref(),
-            event.data.as_str(),
-            event.id.as_deref()
-        ),
-        (Some("ssed-gap"), topic, None),
-        "the gap event: event: ssed-gap, data: <topic>, no id"
-    );
 }
 
 /// Reads one RESP command (an array of bulk strings); None at the end of the connection.
@@ -172,8 +145,8 @@ impl Drop for Proxy {
 fn a_stream_trimmed_during_an_outage_gives_every_subscriber_the_gap_event() {
     let redis = RedisServer::start();
     let proxy = Proxy::start(redis.port);
-    let a = ssed_with_redis_url(&proxy.url(), &["--redis-stream-len", "10"]);
-    let b = ssed_with_redis_url(&redis.url(), &["--redis-stream-len", "10"]);
+    let a = Daemon::with_redis_url(&proxy.url(), "127.0.0.1:0", &["--redis-stream-len", "10"]);
+    let b = Daemon::with_redis_url(&redis.url(), "127.0.0.1:0", &["--redis-stream-len", "10"]);
     let mut sub = a.subscribe("a");
     a.publish("a", "1");
     assert_eq!(sub.next_event().data, "1");
@@ -246,7 +219,7 @@ fn loading_redis() -> (u16, Arc<Mutex<Vec<Instant>>>) {
 #[test]
 fn a_redis_that_answers_loading_is_retried_with_back_off() {
     let (port, xreads) = loading_redis();
-    let daemon = ssed_with_redis_url(&format!("redis://127.0.0.1:{port}/0"), &[]);
+    let daemon = Daemon::with_redis_url(&format!("redis://127.0.0.1:{port}/0"), "127.0.0.1:0", &[]);
     // It keeps trying (100 ms, then 200 ms, ...).
     let (first, _) = wait_for("three XREADs", || {
         let times = xreads.lock().unwrap();
@@ -300,26 +273,7 @@ fn the_redis_password_is_never_printed() {
 fn the_largest_last_event_id_with_redis_gets_the_gap_event_and_the_process_stays_up() {
     let redis = RedisServer::start();
     let daemon = Daemon::with_redis(&redis, "127.0.0.1:0", &[]);
-    let ids: Vec<String> = (1..=2)
-        .map(|i| daemon.publish("far", &format!("e{i}")))
-        .collect();
-    let mut sub = Subscription::open(
-        daemon.addr,
-        "/events/far",
-        &[("Last-Event-ID", "18446744073709551615")],
-    );
-    assert_gap(&sub.next_event(), "far");
-    for (i, id) in ids.iter().enumerate() {
-        let event = sub.next_event();
-        assert_eq!(
-            (event.id.as_ref(), event.data),
-            (Some(id), format!("e{}", i + 1))
-        );
-    }
-    let mut other = daemon.subscribe("far");
-    daemon.publish("far", "e3");
-    assert_eq!(sub.next_event().data, "e3");
-    assert_eq!(other.next_event().data, "e3");
+    common::the_largest_last_event_id_gets_the_gap_event_and_the_retained_events(&daemon);
 }
 
 // ---- 14. readiness follows Redis, liveness does not ----------------------------------------------

@@ -2,39 +2,10 @@
 //! verifier accepts, and a bad key file stops the daemon at startup with a message naming it.
 
 mod common;
+use common::keys::{ssed_output, KeyDir, KeyKind, SECRET};
 use common::*;
 use ssed::auth::{Action, AuthConfig, Authorizer, Credentials, KeyFile};
-use std::path::PathBuf;
 use std::process::{Command, Output};
-
-const SECRET: &str = "an HMAC secret of at least 32 bytes!";
-
-fn ssed(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ssed"))
-        .args(args)
-        .env_remove("SSED_JWT_KEY")
-        .env_remove("SSED_JWT_KEY_FILE")
-        .output()
-        .unwrap()
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ssed-token-cli-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn openssl(args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("this test needs the openssl command (apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn subscribe_with(a: &Authorizer, token: &str, topic: &str) -> Result<Option<u64>, u16> {
     let value = format!("Bearer {token}");
@@ -66,7 +37,7 @@ fn ssed_token_with_a_secret_prints_a_token_the_verifier_accepts() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let out = ssed(&[
+    let out = ssed_output(&[
         "token",
         "--jwt-key",
         SECRET,
@@ -95,21 +66,10 @@ fn ssed_token_with_a_secret_prints_a_token_the_verifier_accepts() {
 
 #[test]
 fn ssed_token_with_a_private_key_file() {
-    let dir = temp_dir("pem");
-    let private = dir.join("p256.pem");
-    let public = dir.join("p256.pub");
+    let keys = KeyDir::new("token-cli-pem");
+    let (private, public) = keys.pair("p256", KeyKind::Es256);
     let (private_s, public_s) = (private.to_str().unwrap(), public.to_str().unwrap());
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        private_s,
-    ]);
-    openssl(&["pkey", "-in", private_s, "-pubout", "-out", public_s]);
-    let out = ssed(&[
+    let out = ssed_output(&[
         "token",
         "--jwt-private-key-file",
         private_s,
@@ -142,7 +102,6 @@ fn ssed_token_with_a_private_key_file() {
     // The daemon takes the same key file from the command line and starts.
     let mut daemon = Daemon::start(&["--jwt-key-file", &format!("2025={public_s}")]);
     daemon.terminate();
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -172,12 +131,12 @@ fn the_auth_flags_are_read_from_the_environment() {
 
 #[test]
 fn ssed_token_refuses_a_token_granting_nothing_and_usage_errors() {
-    let out = ssed(&["token", "--jwt-key", SECRET]);
+    let out = ssed_output(&["token", "--jwt-key", SECRET]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--subscribe"), "{stderr}");
     // No key at all: clap's usage error.
-    let out = ssed(&["token", "--subscribe", "news"]);
+    let out = ssed_output(&["token", "--subscribe", "news"]);
     assert_eq!(out.status.code(), Some(2));
     // A secret is not echoed back by --help.
     let out = Command::new(env!("CARGO_BIN_EXE_ssed"))
@@ -191,22 +150,14 @@ fn ssed_token_refuses_a_token_granting_nothing_and_usage_errors() {
 
 #[test]
 fn a_bad_key_file_at_startup_exits_1_naming_the_file() {
-    let dir = temp_dir("bad");
-    let missing = dir.join("missing.pub");
-    let private = dir.join("private.pem");
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "ed25519",
-        "-out",
-        private.to_str().unwrap(),
-    ]);
+    let keys = KeyDir::new("token-cli-bad");
+    let missing = keys.path("missing.pub");
+    let (private, _) = keys.pair("private", KeyKind::Ed25519);
     for (path, says) in [(&missing, "cannot read"), (&private, "private key")] {
         let path = path.to_str().unwrap();
-        let out = ssed(&["--listen", "127.0.0.1:0", "--jwt-key-file", path]);
+        let out = ssed_output(&["--listen", "127.0.0.1:0", "--jwt-key-file", path]);
         assert_eq!(out.status.code(), Some(1), "{path}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(path) && stderr.contains(says), "{stderr}");
     }
-    std::fs::remove_dir_all(dir).unwrap();
 }

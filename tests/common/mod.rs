@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod keys;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -77,16 +78,14 @@ impl Daemon {
 
     /// One event loop (`--workers 1`) following `redis`, listening on `listen`.
     pub fn with_redis(redis: &RedisServer, listen: &str, extra: &[&str]) -> Daemon {
+        Daemon::with_redis_url(&redis.url(), listen, extra)
+    }
+
+    /// One event loop (`--workers 1`) following the Redis at `url`, listening on `listen`.
+    pub fn with_redis_url(url: &str, listen: &str, extra: &[&str]) -> Daemon {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ssed"));
         command
-            .args([
-                "--listen",
-                listen,
-                "--workers",
-                "1",
-                "--redis",
-                &redis.url(),
-            ])
+            .args(["--listen", listen, "--workers", "1", "--redis", url])
             .args(extra);
         Daemon::spawn(command, &[])
     }
@@ -237,12 +236,71 @@ pub fn try_metric(addr: SocketAddr, name: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// Waits until metric `name` has exactly `value`.
+pub fn wait_for_metric(daemon: &Daemon, name: &str, value: f64) {
+    wait_for(&format!("{name} to be {value}"), || {
+        (try_metric(daemon.addr, name) == Some(value)).then_some(())
+    });
+}
+
+/// `ssed_requests_rejected_total` for `reason`.
+pub fn rejected(daemon: &Daemon, reason: &str) -> f64 {
+    daemon.metric(&format!(
+        "ssed_requests_rejected_total{{reason=\"{reason}\"}}"
+    ))
+}
+
+/// `ssed_auth_failures_total` for `reason`.
+pub fn auth_failures(daemon: &Daemon, reason: &str) -> f64 {
+    daemon.metric(&format!("ssed_auth_failures_total{{reason=\"{reason}\"}}"))
+}
+
 /// A dispatched SSE event, as EventSource would see it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Event {
     pub id: Option<String>,
     pub event: Option<String>,
     pub data: String,
+}
+
+/// Asserts that `event` is the gap event for `topic`.
+pub fn assert_gap(event: &Event, topic: &str) {
+    assert_eq!(
+        (
+            event.event.as_deref(),
+            event.data.as_str(),
+            event.id.as_deref()
+        ),
+        (Some("ssed-gap"), topic, None),
+        "the gap event: event: ssed-gap, data: <topic>, no id"
+    );
+}
+
+/// Two events published to `far`, then a subscriber resuming from the largest Last-Event-ID:
+/// it gets the gap event and both retained events, and the process is still up and delivering
+/// to it and to a new subscriber.
+pub fn the_largest_last_event_id_gets_the_gap_event_and_the_retained_events(daemon: &Daemon) {
+    let ids: Vec<String> = (1..=2)
+        .map(|i| daemon.publish("far", &format!("e{i}")))
+        .collect();
+    let mut sub = Subscription::open(
+        daemon.addr,
+        "/events/far",
+        &[("Last-Event-ID", "18446744073709551615")],
+    );
+    assert_gap(&sub.next_event(), "far");
+    for (i, id) in ids.iter().enumerate() {
+        let event = sub.next_event();
+        assert_eq!(
+            (event.id.as_ref(), event.data),
+            (Some(id), format!("e{}", i + 1))
+        );
+    }
+    // The process is still up and delivering.
+    let mut other = daemon.subscribe("far");
+    daemon.publish("far", "e3");
+    assert_eq!(sub.next_event().data, "e3");
+    assert_eq!(other.next_event().data, "e3");
 }
 
 /// An open SSE stream with a WHATWG-style parser over it.
