@@ -236,6 +236,9 @@ pub enum Drive {
     Wait,
     /// It has work left that its budget did not cover: drive it again next turn.
     Again,
+    /// It may have requests to read, but the worker's fan-out is behind: drive it again once
+    /// the fan-out has caught up.
+    Paused,
     Close,
     /// Make it a subscriber: write `preamble` (answers to requests pipelined before it), then
     /// the stream head.
@@ -422,6 +425,9 @@ impl Connection {
                 Phase::Writing => return Drive::Wait,
                 Phase::Lingering => return self.linger(ex, now),
                 Phase::ReadingHead | Phase::ReadingBody => {}
+            }
+            if requests.busy() {
+                return Drive::Paused;
             }
             // Parse what has arrived.
             match self.parse(ex, requests, token, now, &mut request_budget) {

@@ -27,6 +27,9 @@ const SLICES: usize = 16;
 
 pub struct Delivery {
     queue: VecDeque<TopicId>,
+    /// Queued topics that received events while their pass was under way: the fan-out is
+    /// behind the events.
+    behind: usize,
     heartbeat: Vec<u8>,
     every: Option<Duration>,
     round: Option<Round>,
@@ -43,6 +46,7 @@ impl Delivery {
     pub fn new(heartbeat: Vec<u8>, every: Option<Duration>) -> Delivery {
         Delivery {
             queue: VecDeque::new(),
+            behind: 0,
             heartbeat,
             every,
             round: None,
@@ -52,14 +56,26 @@ impl Delivery {
     /// A topic has new events: give its subscribers a pass.
     pub fn touch(&mut self, topics: &mut Topics, topic: TopicId) {
         if let Some(t) = topics.try_get_mut(topic) {
-            if t.subscribers().count() > 0 && t.subscribers_mut().request_pass() {
+            if t.subscribers().count() == 0 {
+                return;
+            }
+            let was_behind = t.subscribers().rerun_pending();
+            if t.subscribers_mut().request_pass() {
                 self.queue.push_back(topic);
+            } else if !was_behind {
+                self.behind += 1;
             }
         }
     }
 
     pub fn has_work(&self) -> bool {
         !self.queue.is_empty()
+    }
+
+    /// Events arrive faster than passes over their subscribers end: the worker should read no
+    /// more requests (publishes among them) until it catches up.
+    pub fn is_behind(&self) -> bool {
+        self.behind > 0
     }
 
     /// Writes to up to `budget` subscribers of queued topics. Subscribers that could not be
@@ -74,6 +90,7 @@ impl Delivery {
     ) {
         while budget > 0 {
             let Some(id) = self.queue.pop_front() else {
+                self.behind = 0;
                 return;
             };
             let Some(topic) = topics.try_get_mut(id) else {
@@ -83,6 +100,7 @@ impl Delivery {
             let finished = loop {
                 let Some(token) = topic.subscribers().cursor() else {
                     if topic.subscribers_mut().pass_over() {
+                        self.behind = self.behind.saturating_sub(1);
                         continue;
                     }
                     break true;
@@ -112,6 +130,9 @@ impl Delivery {
             if !finished {
                 self.queue.push_back(id);
             }
+        }
+        if self.queue.is_empty() {
+            self.behind = 0;
         }
     }
 

@@ -71,6 +71,8 @@ pub struct Worker {
     expiries: Expiries,
     /// Connections with work left over from an earlier turn.
     run_queue: VecDeque<usize>,
+    /// Connections waiting for the fan-out to catch up before they read more requests.
+    paused: Vec<usize>,
     inbox: Vec<Message>,
     failed: Vec<(usize, io::Result<Flush>)>,
     next_serial: u64,
@@ -117,6 +119,7 @@ impl Worker {
             replay: Replay::new(hub.broker.stream_start()),
             expiries: Expiries::default(),
             run_queue: VecDeque::new(),
+            paused: Vec::new(),
             inbox: Vec::new(),
             failed: Vec::new(),
             next_serial: 0,
@@ -237,6 +240,9 @@ impl Worker {
         );
         self.stats().bytes_sent.fetch_add(sent, Relaxed);
         self.settle(failed);
+        if !self.delivery.is_behind() {
+            self.run_queue.extend(self.paused.drain(..));
+        }
     }
 
     /// Closes the subscribers a pass could not write to; keeps the buffer for reuse.
@@ -392,10 +398,12 @@ impl Worker {
             topics: &mut self.topics,
             now,
             next_serial: &mut self.next_serial,
+            busy: self.delivery.is_behind(),
         };
         match conn.drive(now, ready, &mut handler, token, &mut self.pool) {
             Drive::Wait => {}
             Drive::Again => self.run_queue.push_back(token),
+            Drive::Paused => self.paused.push(token),
             Drive::Close => self.close(token),
             Drive::Subscribe(to, preamble) => self.subscribe(token, to, preamble),
             Drive::SubscribeRefused(to) => {

@@ -43,8 +43,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// wait: a burst of clients cannot queue unbounded work (or memory) behind Redis.
 const QUEUE_DEPTH: usize = 1024;
 /// History is read newest first in pages of this many entries, until `--history` entries or
-/// `--history-bytes` bytes.
-const HISTORY_PAGE: usize = 100;
+/// `--history-bytes` bytes: one read holds at most `--history-bytes` plus one page of
+/// `--max-event-bytes` events.
+const HISTORY_PAGE: usize = 16;
 /// While Redis is unreachable, the command thread tries to reconnect at most this often and
 /// fails publishes at once in between.
 const RECONNECT_EVERY: Duration = Duration::from_millis(500);
@@ -499,6 +500,14 @@ fn read_history(
         let got = page.len();
         for entry in page {
             let encoded = encode_event(entry.id, entry.event_type.as_deref(), &entry.data);
+            if bytes + encoded.len() as u64 > settings.history_bytes && !events.is_empty() {
+                // Older events would not be retained anyway.
+                events.reverse();
+                return Ok(Fetched {
+                    events,
+                    complete: false,
+                });
+            }
             bytes += encoded.len() as u64;
             before = format!("({}", entry.id);
             events.push((entry.id, encoded.into_boxed_slice()));

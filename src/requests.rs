@@ -102,6 +102,10 @@ pub enum Answer {
 /// The request layer as the connection machine sees it.
 pub trait Requests {
     fn max_body(&self) -> usize;
+    /// The worker's fan-out is behind: read no more requests for now. This is the publishers'
+    /// back-pressure: events are accepted no faster than the worker writes them out, instead of
+    /// piling up until every subscriber falls out of retention.
+    fn busy(&self) -> bool;
     fn screen(&mut self, token: usize, peer: Peer, request: &Request<'_>)
         -> Result<Route, Refusal>;
     fn answer(
@@ -124,6 +128,8 @@ pub struct Handler<'a> {
     pub topics: &'a mut Topics,
     pub now: u32,
     pub next_serial: &'a mut u64,
+    /// Fan-out work is queued on this worker.
+    pub busy: bool,
 }
 
 impl Handler<'_> {
@@ -341,6 +347,10 @@ fn refused(refusal: Refusal, out: &mut Vec<u8>) -> Answer {
 impl Requests for Handler<'_> {
     fn max_body(&self) -> usize {
         self.settings.max_event_bytes
+    }
+
+    fn busy(&self) -> bool {
+        self.busy
     }
 
     fn screen(

@@ -212,6 +212,11 @@ impl SubscriberList {
         true
     }
 
+    /// Whether events arrived while a pass was under way (another pass is owed).
+    pub fn rerun_pending(&self) -> bool {
+        self.rerun
+    }
+
     /// The subscriber the pass writes next; `None` when the pass is over, after which the
     /// caller calls [`pass_over`](Self::pass_over).
     pub fn cursor(&self) -> Option<usize> {

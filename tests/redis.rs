@@ -150,6 +150,16 @@ fn losing_redis_mid_stream_loses_and_duplicates_nothing_that_was_acknowledged() 
         acked.len()
     );
 
+    // Redis came back without its stream (no persistence): an event it acknowledged but no
+    // process had read yet would have died with it, and ssed cannot tell whether there was one,
+    // so every subscriber is told it may have missed events before the stream goes on.
+    for sub in &mut subs {
+        let gap = sub.next_event();
+        assert_eq!(
+            (gap.event.as_deref(), gap.data.as_str(), gap.id),
+            (Some("ssed-gap"), "flow", None)
+        );
+    }
     received(&mut subs, &acked[before_loss.len()..]);
     // Nothing more is pending: a marker published now is the very next event everywhere.
     let marker = post(a.addr, "flow", "marker");

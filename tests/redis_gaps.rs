@@ -297,3 +297,40 @@ fn readyz_follows_redis_and_livez_does_not() {
     });
     assert_eq!(status(&daemon, "/livez"), 200);
 }
+
+// ---- history reads are bounded in bytes ----------------------------------------------------------
+
+#[test]
+fn history_read_from_redis_is_bounded_in_bytes_and_says_so_with_the_gap_event() {
+    let redis = RedisServer::start();
+    let a = Daemon::with_redis(&redis, "127.0.0.1:0", &[]);
+    let big = "x".repeat(10_000);
+    let ids: Vec<String> = (0..10)
+        .map(|i| {
+            let answer = request(
+                a.addr,
+                "POST",
+                "/events/big",
+                &[],
+                format!("{i}{big}").as_bytes(),
+            );
+            assert_eq!(answer.status, 200, "{answer:?}");
+            answer.body_text()
+        })
+        .collect();
+    // A process started later has none of it: a replay reads the topic's history from Redis,
+    // and --history-bytes 25000 holds two of these events, not ten.
+    let b = Daemon::with_redis(&redis, "127.0.0.1:0", &["--history-bytes", "25000"]);
+    let mut sub = Subscription::open(b.addr, "/events/big", &[("Last-Event-ID", &ids[0])]);
+    // The read stopped short of the client's id: it is told it may have missed events.
+    assert_gap(&sub.next_event(), "big");
+    for (i, id) in ids.iter().enumerate().skip(8) {
+        let event = sub.next_event();
+        assert_eq!(
+            (event.id.as_deref(), event.data.chars().next()),
+            (Some(id.as_str()), char::from_digit(i as u32, 10))
+        );
+    }
+    a.publish("big", "live");
+    assert_eq!(sub.next_event().data, "live");
+}
