@@ -491,18 +491,17 @@ impl Connection {
         }
         ex.compact();
         let mut got = 0;
+        // Read into the stack, then keep only what arrived: a client that trickles bytes holds
+        // the bytes it sent, not a read-sized buffer.
+        let mut chunk = [0u8; BODY_CHUNK];
+        let size = if ex.head.is_some() {
+            BODY_CHUNK
+        } else {
+            HEAD_CHUNK
+        };
+        let want = room.min(size);
         let outcome = loop {
-            let chunk = if ex.head.is_some() {
-                BODY_CHUNK
-            } else {
-                HEAD_CHUNK
-            };
-            let want = (room - got).min(chunk);
-            let len = ex.input.len();
-            ex.input.resize(len + want, 0);
-            let read = self.stream.read(&mut ex.input[len..]);
-            ex.input.truncate(len + *read.as_ref().unwrap_or(&0));
-            match read {
+            match self.stream.read(&mut chunk[..want]) {
                 Ok(0) => {
                     ex.peer_closed = true;
                     ex.unread = false;
@@ -511,12 +510,13 @@ impl Connection {
                 // One chunk, then parse it: the input holds what the next request needs, not
                 // everything the client has queued (`unread` stays set: more may be waiting).
                 Ok(n) => {
-                    got += n;
+                    ex.input.extend_from_slice(&chunk[..n]);
+                    got = n;
                     break Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     ex.unread = false;
-                    break Ok(got > 0);
+                    break Ok(false);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(e),

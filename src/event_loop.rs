@@ -193,6 +193,9 @@ impl Worker {
                 self.shut_down();
                 return Ok(());
             }
+            // Events this worker published during this turn: a publisher does not wake its own
+            // loop (mailbox.rs), so they are applied now, not at the next wake-up.
+            self.deliver_messages();
             self.run_posted(queued);
             self.run_timers();
         }

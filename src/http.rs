@@ -595,10 +595,12 @@ impl Response<'_> {
         }
         head.push_str(self.headers);
         head.push_str("\r\n");
+        let body = if self.head_only { &[][..] } else { self.body };
+        // Exactly what this answer needs: unsent answers are per-connection memory, and a
+        // doubling buffer would hold up to twice that.
+        out.reserve_exact(head.len() + body.len());
         out.extend_from_slice(head.as_bytes());
-        if !self.head_only {
-            out.extend_from_slice(self.body);
-        }
+        out.extend_from_slice(body);
     }
 }
 
