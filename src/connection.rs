@@ -609,7 +609,7 @@ impl Connection {
         };
         let input = &ex.input[start..start + consumed];
         let request = Request::new(&head, input, &input[head.len..head.len + body_len]);
-        let answer = requests.answer(token, self.peer, route, &request, &mut ex.output);
+        let answer = requests.answer(token, route, &request, &mut ex.output);
         ex.start += consumed;
         ex.continue_sent = false;
         ex.since = now;

@@ -41,6 +41,8 @@ pub const LISTENER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
 
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How often connections paused by another worker's fan-out look again.
+const PAUSED_RECHECK: Duration = Duration::from_millis(1);
 /// Work per turn of the loop, by kind. A subscriber write or a heartbeat costs a few
 /// microseconds; these keep a turn around a millisecond on this class of machine.
 const ACCEPTS_PER_TURN: usize = 128;
@@ -160,6 +162,9 @@ impl Worker {
         loop {
             let timeout = if self.has_work() {
                 Duration::ZERO
+            } else if !self.paused.is_empty() {
+                // Waiting for another worker's fan-out to catch up.
+                PAUSED_RECHECK
             } else {
                 self.next_timer().saturating_duration_since(Instant::now())
             };
@@ -243,7 +248,11 @@ impl Worker {
         );
         self.stats().bytes_sent.fetch_add(sent, Relaxed);
         self.settle(failed);
-        if !self.delivery.is_behind() {
+        let behind = self.delivery.is_behind();
+        if behind != self.stats().behind.load(Relaxed) {
+            self.stats().behind.store(behind, Relaxed);
+        }
+        if !self.hub.fanout_behind() {
             self.run_queue.extend(self.paused.drain(..));
         }
     }
@@ -401,7 +410,7 @@ impl Worker {
             topics: &mut self.topics,
             now,
             next_serial: &mut self.next_serial,
-            busy: self.delivery.is_behind(),
+            busy: self.hub.fanout_behind(),
         };
         match conn.drive(now, ready, &mut handler, token, &mut self.pool) {
             Drive::Wait => {}

@@ -87,6 +87,8 @@ pub struct WorkerStats {
     /// When the worker's loop last turned (ms since the epoch), for /livez.
     pub last_turn_ms: AtomicU64,
     pub auth_failures: crate::auth::AuthFailures,
+    /// Its fan-out is behind the events (publishers everywhere wait; see delivery.rs).
+    pub behind: std::sync::atomic::AtomicBool,
 }
 
 /// A worker whose loop has not turned for this long makes /livez answer 503. An idle loop

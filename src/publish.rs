@@ -72,6 +72,14 @@ impl Hub {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
+    /// Whether any worker's fan-out is behind the events: then no worker reads more requests,
+    /// since a publish taken anywhere reaches every worker.
+    pub fn fanout_behind(&self) -> bool {
+        self.worker_stats
+            .iter()
+            .any(|w| w.behind.load(Ordering::Relaxed))
+    }
+
     /// Readiness (`/readyz`): the broker takes publishes and the process is not stopping.
     pub fn is_ready(&self) -> bool {
         self.broker.is_available() && !self.is_draining()

@@ -111,7 +111,6 @@ pub trait Requests {
     fn answer(
         &mut self,
         token: usize,
-        peer: Peer,
         route: Route,
         request: &Request<'_>,
         out: &mut Vec<u8>,
@@ -417,7 +416,6 @@ impl Requests for Handler<'_> {
     fn answer(
         &mut self,
         token: usize,
-        _peer: Peer,
         route: Route,
         request: &Request<'_>,
         out: &mut Vec<u8>,
