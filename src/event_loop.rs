@@ -248,12 +248,17 @@ impl Worker {
         );
         self.stats().bytes_sent.fetch_add(sent, Relaxed);
         self.settle(failed);
+        self.publish_behind();
+        if !self.delivery.is_behind() && !self.hub.fanout_behind() {
+            self.run_queue.extend(self.paused.drain(..));
+        }
+    }
+
+    /// Tells the other workers whether this one's fan-out is behind (see `Hub::fanout_behind`).
+    fn publish_behind(&self) {
         let behind = self.delivery.is_behind();
         if behind != self.stats().behind.load(Relaxed) {
             self.stats().behind.store(behind, Relaxed);
-        }
-        if !self.hub.fanout_behind() {
-            self.run_queue.extend(self.paused.drain(..));
         }
     }
 
@@ -410,7 +415,7 @@ impl Worker {
             topics: &mut self.topics,
             now,
             next_serial: &mut self.next_serial,
-            busy: self.hub.fanout_behind(),
+            busy: self.delivery.is_behind() || self.hub.fanout_behind(),
         };
         match conn.drive(now, ready, &mut handler, token, &mut self.pool) {
             Drive::Wait => {}
@@ -515,6 +520,7 @@ impl Worker {
         }
         self.inbox = inbox;
         self.replay.stream_advanced();
+        self.publish_behind();
     }
 
     /// The broker answered a publish that connection `token` waits for: answer it, then go on
