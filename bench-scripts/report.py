@@ -122,7 +122,8 @@ def memory_section(out):
     ]
     if verdicts:
         out.append("ssed " + "; ".join(verdicts) + ".\n")
-    out.append("Produced by:\n\n" + provenance({json.dumps(r["_meta"], sort_keys=True): r["_meta"] for r in rows}.values()) + "\n")
+    # Only the runs whose figures are shown (a newer run of a point replaces an older one).
+    out.append("Produced by:\n\n" + provenance({json.dumps(r["_meta"], sort_keys=True): r["_meta"] for r in table.values()}.values()) + "\n")
     return table
 
 
@@ -207,7 +208,7 @@ def fanout_section(out):
                 + (f"; steady latency p50 {ms(steady[0]['latency_us']['p50'])} ms against {ms(steady[1]['latency_us']['p50'])} ms." if all(steady) else ".")
                 + " The load generator shares the same two cores, which caps what a second worker can show here.\n"
             )
-    out.append("Produced by:\n\n" + provenance({json.dumps(r["_meta"], sort_keys=True): r["_meta"] for r in rows}.values()) + "\n")
+    out.append("Produced by:\n\n" + provenance({json.dumps(r["_meta"], sort_keys=True): r["_meta"] for r in table.values()}.values()) + "\n")
 
 
 ABUSE_PHASES = ["none", "pipeline", "garbage", "trickle-cl", "trickle-chunked", "slowloris", "oneshot", "storm", "flood"]
