@@ -286,10 +286,6 @@ impl Connection {
         &mut self.stream
     }
 
-    pub fn peer(&self) -> Peer {
-        self.peer
-    }
-
     pub fn state(&self) -> &State {
         &self.state
     }

@@ -76,10 +76,6 @@ impl Replay {
         }
     }
 
-    pub fn delivered_up_to(&self) -> EventId {
-        self.delivered_up_to
-    }
-
     pub fn park(&mut self, token: usize) {
         self.starting.push_back(token);
     }

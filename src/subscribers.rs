@@ -236,10 +236,6 @@ impl SubscriberList {
         self.queued = false;
         false
     }
-
-    pub fn first(&self) -> u32 {
-        self.first
-    }
 }
 
 #[cfg(test)]
