@@ -93,12 +93,7 @@ pub struct Config {
     /// Share events with every ssed process using this Redis (e.g. redis://127.0.0.1:6379/0):
     /// publishes go to a Redis stream that every process follows [default: none; events stay in
     /// this process]. A password in the URL is never logged.
-    #[arg(
-        long,
-        env = "SSED_REDIS_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "SSED_REDIS", value_name = "URL", hide_env_values = true)]
     pub redis: Option<String>,
 
     /// With --redis: entries the shared stream `ssed:events` keeps (approximately), which bounds
@@ -151,6 +146,18 @@ fn parse_event_name(name: &str) -> Result<String, String> {
 }
 
 impl Config {
+    /// The command line and the environment; `SSED_REDIS_URL`, the name `--redis` had before
+    /// every flag became `SSED_<FLAG>`, is still read when `SSED_REDIS` is not set.
+    pub fn from_args() -> Config {
+        let mut config = <Config as clap::Parser>::parse();
+        if config.redis.is_none() {
+            config.redis = std::env::var("SSED_REDIS_URL")
+                .ok()
+                .filter(|url| !url.is_empty());
+        }
+        config
+    }
+
     pub fn workers(&self) -> usize {
         self.workers.map_or_else(
             || std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "token") {
         return ssed::auth::run_token_command(std::env::args_os().skip(1));
     }
-    let config = Config::parse();
+    let config = Config::from_args();
     ssed::logging::init(config.log_format);
     let fatal = |message: String| ssed::logging::fatal(config.log_format, &message);
 

@@ -5,8 +5,8 @@ mod common;
 use common::*;
 use std::process::Command;
 
-/// Flags whose environment name predates the SSED_<FLAG> rule and is kept for compatibility.
-const EXCEPTIONS: &[(&str, &str)] = &[("--redis", "SSED_REDIS_URL")];
+/// Flags whose environment name does not follow the SSED_<FLAG> rule (none).
+const EXCEPTIONS: &[(&str, &str)] = &[];
 
 #[test]
 fn help_names_the_environment_variable_of_every_flag() {
@@ -58,7 +58,7 @@ fn secrets_given_in_the_environment_stay_out_of_help() {
     let output = Command::new(env!("CARGO_BIN_EXE_ssed"))
         .arg("--help")
         .env("SSED_PUBLISH_TOKEN", "hunter2")
-        .env("SSED_REDIS_URL", "redis://:hunter3@127.0.0.1:1/0")
+        .env("SSED_REDIS", "redis://:hunter3@127.0.0.1:1/0")
         .output()
         .unwrap();
     let help = String::from_utf8(output.stdout).unwrap();
@@ -132,4 +132,22 @@ fn a_bad_value_in_the_environment_is_a_usage_error_naming_the_flag() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--workers"), "{stderr}");
+}
+
+#[test]
+fn the_earlier_name_of_the_redis_variable_is_still_read() {
+    // An unreachable Redis is a startup error naming it: proof that the variable was read.
+    for name in ["SSED_REDIS", "SSED_REDIS_URL"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_ssed"))
+            .args(["--listen", "127.0.0.1:0"])
+            .env(name, "redis://127.0.0.1:1/0")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{name}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("cannot reach Redis at redis://127.0.0.1:1/0"),
+            "{name}: {stderr}"
+        );
+    }
 }
