@@ -1,6 +1,5 @@
 //! The `ssed` binary: parse flags, start the server, print where it listens, wait for a signal.
 
-use clap::Parser;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use ssed::config::Config;
 use ssed::server::{Notice, Server};
