@@ -29,7 +29,7 @@ fn pipelined_requests_never_read_are_bounded_and_none_is_lost() {
     // Our own send buffer is fixed (setting it turns its autotuning off; Linux doubles the value:
     // 256 KiB). The daemon's receive buffer starts at tcp_rmem's default (128 KiB here) and only
     // grows when the daemon reads a lot, which a daemon that stops reading does not. So a daemon
-    // that stops reading once ~4 KiB of answers are unsent lets the kernel accept a few hundred
+    // that stops reading once ~2 KiB of answers are unsent lets the kernel accept a few hundred
     // KiB (both buffers, plus the answers that fit in its send buffer and our receive buffer,
     // ~40 bytes of request per ~3 KiB answer). One that buffers everything takes all 8 MiB.
     let socket = socket2::SockRef::from(&stream);
