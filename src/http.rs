@@ -623,29 +623,6 @@ pub fn write_response(
     .write(out);
 }
 
-/// Parses one whole request from the front of `input` (with `input` mutable for chunked
-/// decoding): a convenience for tests and fuzzing, which do not need to keep progress.
-pub fn parse_request(
-    input: &mut [u8],
-    max_body: usize,
-) -> Result<Option<(Head, usize, usize)>, Rejection> {
-    let Some(head) = parse_head(input, max_body)? else {
-        return Ok(None);
-    };
-    match head.framing {
-        Framing::Length(n) => {
-            Ok((input.len() >= head.len + n).then(|| (head.clone(), n, head.len + n)))
-        }
-        Framing::Chunked => {
-            let mut decoder = ChunkedDecoder::default();
-            let len = head.len;
-            Ok(decoder
-                .advance(&mut input[len..], max_body)?
-                .map(|d| (head, d.decoded, len + d.consumed)))
-        }
-    }
-}
-
 /// A request parsed from input that arrives in `pieces`, keeping progress between them as a
 /// connection does (the head scan, the head parsed once, the chunked body decoded and squeezed
 /// in place). For tests and fuzzing: the answer must not depend on how the bytes were split.
@@ -698,18 +675,14 @@ mod tests {
 
     /// Parses a whole request; returns the head, the body and the bytes it took.
     fn complete(input: &[u8]) -> (Head, Vec<u8>, usize) {
-        let mut buf = input.to_vec();
-        match parse_request(&mut buf, 100) {
-            Ok(Some((head, body_len, len))) => {
-                let body = buf[head.len..head.len + body_len].to_vec();
-                (head, body, len)
-            }
+        match parse_in_pieces(&[input], 100) {
+            Ok(Some(parsed)) => parsed,
             other => panic!("expected a complete request, got {other:?}"),
         }
     }
 
     fn rejected(input: &[u8]) -> u16 {
-        match parse_request(&mut input.to_vec(), 100) {
+        match parse_in_pieces(&[input], 100) {
             Err(rejection) => rejection.status,
             other => panic!("expected a rejection, got {other:?}"),
         }
@@ -925,7 +898,7 @@ mod tests {
                 input.extend_from_slice(pieces[(next() % 16) as usize]);
             }
             let cut = (next() as usize) % (input.len() + 1);
-            let _ = parse_request(&mut input[..cut], 64);
+            let _ = parse_in_pieces(&[&input[..cut]], 64);
         }
     }
 
