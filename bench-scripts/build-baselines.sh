@@ -54,11 +54,11 @@ build_floor() {
     built+=(floor)
 }
 
-build_go() {   # go-nethttp / go-hijack: standard library only, no module proxy.
+build_go() {   # go-nethttp / go-hijack / go-hijack-tls (go-hijack's source, served with --cert/--key).
     local name=$1
     command -v go >/dev/null || { apt_need golang-go && command -v go >/dev/null; } \
         || { skip "$name" "go missing and golang-go could not be installed"; return; }
-    (cd "$SRC/$name" && GOPROXY=off GOTOOLCHAIN=local GOFLAGS= GO111MODULE=on \
+    (cd "$SRC/${name%-tls}" && GOPROXY=off GOTOOLCHAIN=local GOFLAGS= GO111MODULE=on \
         go build -trimpath -o "$BUILD/$name" .) || { rm -f "$BUILD/$name"; skip "$name" "go build failed"; return; }
     built+=("$name")
 }

@@ -6,11 +6,18 @@
 // released. A client that went away is noticed when a write fails (no reader
 // goroutine per connection: that would cost a second stack).
 //
-// Usage: go-hijack [--listen 127.0.0.1:PORT] [--heartbeat SECS]
-// (or env LISTEN / HEARTBEAT; port 0 picks a free port).
+// Usage: go-hijack [--listen 127.0.0.1:PORT] [--heartbeat SECS] [--cert FILE --key FILE]
+// (or env LISTEN / HEARTBEAT / TLS_CERT / TLS_KEY; port 0 picks a free port).
+// With --cert/--key (a PEM certificate chain and its key) it serves HTTPS with
+// the lines a user adds for TLS: ServeTLS instead of Serve, and HTTP/2 turned
+// off (an empty TLSNextProto, the documented way), since an HTTP/2 stream
+// cannot be hijacked and clients would pick HTTP/2 through ALPN. The hijacked
+// net.Conn is then a *tls.Conn, so every write is encrypted by crypto/tls.
+// Built as go-hijack-tls for the TLS benchmarks.
 package main
 
 import (
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -158,6 +165,8 @@ func main() {
 	hbDefault, _ := strconv.ParseFloat(envOr("HEARTBEAT", "5"), 64)
 	listen := flag.String("listen", envOr("LISTEN", "127.0.0.1:8080"), "listen address")
 	hb := flag.Float64("heartbeat", hbDefault, "seconds between keep-alive events")
+	cert := flag.String("cert", envOr("TLS_CERT", ""), "PEM certificate file (serve HTTPS)")
+	key := flag.String("key", envOr("TLS_KEY", ""), "PEM private key file")
 	flag.Parse()
 	heartbeat = time.Duration(*hb * float64(time.Second))
 
@@ -169,5 +178,9 @@ func main() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/events/", handleEvents)
 	// No Read/WriteTimeout: they would cut the long-lived streams.
-	log.Fatal((&http.Server{Handler: mux}).Serve(ln))
+	if *cert == "" {
+		log.Fatal((&http.Server{Handler: mux}).Serve(ln))
+	}
+	srv := &http.Server{Handler: mux, TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
+	log.Fatal(srv.ServeTLS(ln, *cert, *key))
 }

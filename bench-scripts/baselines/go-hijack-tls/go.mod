@@ -1,3 +1,0 @@
-module ssed-bench/go-hijack-tls
-
-go 1.19
