@@ -63,13 +63,13 @@ build_go() {   # go-nethttp / go-hijack / go-hijack-tls (go-hijack's source, ser
     built+=("$name")
 }
 
-build_axum() {   # axum / axum-tls: one target dir, so the crates they share build once.
+build_axum() {   # axum / axum-tls: one program (axum-tls is it served with --cert/--key).
     local name=$1
     command -v cargo >/dev/null || { skip "$name" "cargo not found (install Rust stable)"; return; }
     say "cargo build --release ($name baseline; first build fetches crates)"
-    (cd "$SRC/$name" && cargo build --release --quiet --locked --target-dir "$BUILD/axum-target") \
+    (cd "$SRC/axum" && cargo build --release --quiet --locked --target-dir "$BUILD/axum-target") \
         || { rm -f "$BUILD/$name"; skip "$name" "cargo build failed"; return; }
-    cp "$BUILD/axum-target/release/$name-baseline" "$BUILD/$name.tmp" && mv "$BUILD/$name.tmp" "$BUILD/$name"
+    cp "$BUILD/axum-target/release/axum-baseline" "$BUILD/$name.tmp" && mv "$BUILD/$name.tmp" "$BUILD/$name"
     built+=("$name")
 }
 

@@ -8,9 +8,13 @@
 //! One broadcast channel per topic, in a mutex-protected map. Tokio's default
 //! multi-threaded runtime (one worker per core).
 //!
-//! Usage: axum [--listen 127.0.0.1:PORT] [--heartbeat SECS]
-//! (or env LISTEN / HEARTBEAT; port 0 picks a free port).
+//! Usage: axum [--listen 127.0.0.1:PORT] [--heartbeat SECS] [--cert FILE --key FILE]
+//! (or env LISTEN / HEARTBEAT / TLS_CERT / TLS_KEY; port 0 picks a free port).
+//! With --cert/--key (a PEM certificate chain and its key) it serves HTTPS with
+//! what a user adds for TLS: axum-server's rustls acceptor (aws-lc-rs) in place
+//! of `axum::serve`. Built as axum-tls for the TLS benchmarks.
 
+use axum_server::tls_rustls::RustlsConfig;
 use axum::{
     extract::{Path, State},
     http::StatusCode,
@@ -82,13 +86,17 @@ async fn publish(
 async fn main() {
     let mut listen = std::env::var("LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
     let mut heartbeat: f64 = std::env::var("HEARTBEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(5.0);
+    let mut cert = std::env::var("TLS_CERT").unwrap_or_default();
+    let mut key = std::env::var("TLS_KEY").unwrap_or_default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
             ("--listen", Some(v)) => listen = v,
             ("--heartbeat", Some(v)) => heartbeat = v.parse().expect("--heartbeat SECS"),
+            ("--cert", Some(v)) => cert = v,
+            ("--key", Some(v)) => key = v,
             _ => {
-                eprintln!("usage: axum [--listen ADDR] [--heartbeat SECS]");
+                eprintln!("usage: axum [--listen ADDR] [--heartbeat SECS] [--cert FILE --key FILE]");
                 std::process::exit(2);
             }
         }
@@ -100,7 +108,18 @@ async fn main() {
     let app = Router::new()
         .route("/events/{*topic}", get(subscribe).post(publish))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind");
+    if cert.is_empty() {
+        let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind");
+        println!("listening on {}", listener.local_addr().unwrap());
+        axum::serve(listener, app).await.unwrap();
+        return;
+    }
+    let tls = RustlsConfig::from_pem_file(&cert, &key).await.expect("--cert / --key");
+    let listener = std::net::TcpListener::bind(&listen).expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking listener");
     println!("listening on {}", listener.local_addr().unwrap());
-    axum::serve(listener, app).await.unwrap();
+    axum_server::from_tcp_rustls(listener, tls)
+        .serve(app.into_make_service())
+        .await
+        .unwrap();
 }
