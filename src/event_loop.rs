@@ -102,6 +102,8 @@ impl Worker {
     ) -> io::Result<Worker> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        // A loop that has not polled yet is not stuck: /livez counts from here.
+        hub.worker_stats[index].turned();
         let now = Instant::now();
         Ok(Worker {
             index,

@@ -441,7 +441,10 @@ mod tests {
         let mut buf = vec![0u8; 8192];
         for seq in 0..3000u64 {
             let topic = next(3) as usize;
-            let id = EventId { ms: 1, seq: 2 * seq };
+            let id = EventId {
+                ms: 1,
+                seq: 2 * seq,
+            };
             // Sizes from a few bytes to several socket buffers.
             let data = "x".repeat(next(if seq % 50 == 0 { 150_000 } else { 300 }) as usize);
             logs[topic].append(

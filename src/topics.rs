@@ -177,7 +177,9 @@ impl Topics {
     pub fn find(&self, name: &str) -> Option<TopicId> {
         let topics = &self.topics;
         self.by_name
-            .find(self.hasher.hash_one(name), |&id| &*topics[id as usize].name == name)
+            .find(self.hasher.hash_one(name), |&id| {
+                &*topics[id as usize].name == name
+            })
             .copied()
     }
 
