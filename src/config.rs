@@ -61,6 +61,18 @@ pub struct Config {
     #[arg(long, env = "SSED_MAX_TOPICS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_topics: u64,
 
+    /// Most topics one connection may subscribe to (`/events?topic=a&topic=b&…`); a request
+    /// naming more is answered 400.
+    #[arg(long, env = "SSED_MAX_TOPICS_PER_SUBSCRIBER", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=crate::subscribers::MAX_MEMBERS as u64))]
+    pub max_topics_per_subscriber: u64,
+
+    /// Give every event published without an `event` type the type of its topic
+    /// (`event: <topic>`), so that a client holding several topics on one connection can tell
+    /// them apart with `addEventListener("<topic>", …)` [default: off; untyped events reach
+    /// `onmessage`].
+    #[arg(long, env = "SSED_TOPIC_EVENT_TYPES")]
+    pub topic_event_types: bool,
+
     /// Largest accepted event body; larger publishes are answered 413.
     #[arg(long, env = "SSED_MAX_EVENT_BYTES", default_value_t = 65536)]
     pub max_event_bytes: usize,

@@ -11,6 +11,8 @@
 //!                                                                      drained, bounded)
 //!              GET /events/<t> ─▶ Subscriber ─────────────────────────────────▶ closed
 //!              with Last-Event-ID ─▶ Parked ─(replay can start)─▶ Subscriber
+//!              GET /events?topic=a&topic=b ─▶ Multi ──────────────────────────▶ closed
+//!              with Last-Event-ID ─▶ ParkedMulti ─(replay can start)─▶ Multi
 //! ```
 //!
 //! - **AwaitingRequest** holds only when the wait began, for `--header-timeout`.
@@ -22,7 +24,9 @@
 //!   a small per-worker pool and go back to it, so a connection holds buffers only while it is
 //!   in the middle of something.
 //! - **Subscriber** and **Parked** are the 20-byte subscriber states (`subscribers.rs`,
-//!   `replay.rs`).
+//!   `replay.rs`). **Multi** is a connection holding several topics: a boxed slice of 20-byte
+//!   members, one per topic; **ParkedMulti** its parked form (the topics and the id to resume
+//!   after), which lives only until its replay starts.
 //!
 //! Every wake-up of a connection is budgeted ([`Budget`]): so many bytes read, so many requests
 //! answered; a connection with work left goes on the worker's run queue and continues next
@@ -30,9 +34,11 @@
 //! until its client has read: pipelining requests without reading the answers holds at most
 //! one request and one cap of output.
 
+use crate::event_log::EventLog;
 use crate::http::{ChunkedDecoder, Framing, Head, HeadScan, Request, MAX_HEAD_BYTES};
 use crate::requests::{Answer, Peer, Refusal, Requests, Route, SubscribeTo};
-use crate::subscribers::{write_some, Subscriber};
+use crate::subscribers::{all_caught_up, flush_merged, write_some, Flush, Subscriber};
+use crate::topics::{TopicId, Topics};
 use mio::net::TcpStream;
 use std::io::{self, IoSlice, Read};
 use std::net::Shutdown;
@@ -73,6 +79,11 @@ pub enum State {
     /// Subscribed with a Last-Event-ID (the head is sent), waiting until its replay can start;
     /// counted as a subscriber of the topic meanwhile.
     Parked(crate::replay::Parked),
+    /// Subscribed to several topics: one member per topic, each linked into its topic's list.
+    Multi(Box<[Subscriber]>),
+    /// Several topics with a Last-Event-ID, waiting until the replay can start; counted as a
+    /// subscriber of each topic meanwhile.
+    ParkedMulti(Box<crate::replay::ParkedMulti>),
 }
 
 /// Where an exchange stands, derived from its progress.
@@ -294,18 +305,58 @@ impl Connection {
         self.state = state;
     }
 
-    pub fn subscriber_mut(&mut self) -> Option<&mut Subscriber> {
-        match &mut self.state {
-            State::Subscriber(sub) => Some(sub),
+    /// The subscriber a list node of this connection names: the connection's own, or one of
+    /// its members.
+    pub fn node_mut(&mut self, member: Option<usize>) -> Option<&mut Subscriber> {
+        match (&mut self.state, member) {
+            (State::Subscriber(sub), None) => Some(sub),
+            (State::Multi(members), Some(index)) => members.get_mut(index),
             _ => None,
         }
     }
 
-    /// The subscriber and its socket, for a write pass.
-    pub fn subscriber_and_stream(&mut self) -> Option<(&mut Subscriber, &mut TcpStream)> {
+    /// Whether this connection is a subscriber being written to (not parked, not HTTP).
+    pub fn is_live_subscriber(&self) -> bool {
+        matches!(self.state, State::Subscriber(_) | State::Multi(_))
+    }
+
+    /// Whether this connection has subscribed, parked or not: it must send nothing more.
+    pub fn has_subscribed(&self) -> bool {
+        !matches!(self.state, State::AwaitingRequest { .. } | State::Http(_))
+    }
+
+    /// Writes what the subscriber has pending from its topics' logs; `None` if this connection
+    /// is not a live subscriber.
+    pub fn flush(&mut self, topics: &Topics, bytes_sent: &mut u64) -> Option<io::Result<Flush>> {
+        let logs = |topic: TopicId| -> Option<&EventLog> { topics.get(topic).log() };
         match &mut self.state {
-            State::Subscriber(sub) => Some((sub, &mut self.stream)),
+            State::Subscriber(sub) => {
+                Some(sub.flush(&mut self.stream, logs(sub.topic), bytes_sent))
+            }
+            State::Multi(members) => {
+                Some(flush_merged(members, &mut self.stream, logs, bytes_sent))
+            }
             _ => None,
+        }
+    }
+
+    /// Sends bytes that are not in any log (a heartbeat, gap notices), whole or not at all.
+    pub fn send_whole(&mut self, bytes: &[u8], bytes_sent: &mut u64) -> io::Result<Flush> {
+        crate::subscribers::send_whole(&mut self.stream, bytes, bytes_sent)
+    }
+
+    /// Whether a live subscriber is owed a heartbeat: it has nothing pending, and none of its
+    /// topics had an event for `quiet_secs` (a topic with an event wrote to all its caught-up
+    /// subscribers; one with events pending is being written to anyway).
+    pub fn wants_heartbeat(&self, topics: &Topics, clock_secs: u32, quiet_secs: u32) -> bool {
+        let quiet = |topic: TopicId| topics.get(topic).quiet_for(clock_secs) >= quiet_secs;
+        let logs = |topic: TopicId| -> Option<&EventLog> { topics.get(topic).log() };
+        match &self.state {
+            State::Subscriber(sub) => quiet(sub.topic) && sub.is_caught_up(logs(sub.topic)),
+            State::Multi(members) => {
+                members.iter().all(|m| quiet(m.topic())) && all_caught_up(members, logs)
+            }
+            _ => false,
         }
     }
 

@@ -13,7 +13,7 @@
 //! within the interval, instead of writing to everyone in one burst.
 
 use crate::connection::Connection;
-use crate::subscribers::{send_whole, Flush};
+use crate::subscribers::{node_parts, Flush, NO_SUBSCRIBER};
 use crate::topics::{TopicId, Topics};
 use slab::Slab;
 use std::collections::VecDeque;
@@ -93,13 +93,14 @@ impl Delivery {
                 self.behind = 0;
                 return;
             };
-            let Some(topic) = topics.try_get_mut(id) else {
+            if topics.try_get_mut(id).is_none() {
                 continue;
-            };
+            }
             let mut slice = SLICE.min(budget);
             let finished = loop {
-                let Some(token) = topic.subscribers().cursor() else {
-                    if topic.subscribers_mut().pass_over() {
+                let list = topics.get_mut(id).subscribers_mut();
+                let Some(node) = list.cursor() else {
+                    if list.pass_over() {
                         self.behind = self.behind.saturating_sub(1);
                         continue;
                     }
@@ -110,22 +111,22 @@ impl Delivery {
                 }
                 slice -= 1;
                 budget -= 1;
-                let Some((sub, stream)) = conns
-                    .get_mut(token)
-                    .and_then(Connection::subscriber_and_stream)
-                else {
+                let (token, member) = node_parts(node);
+                let Some(conn) = conns.get_mut(token) else {
                     // Not a subscriber of this list: cannot happen, but a pass must end.
-                    topic
-                        .subscribers_mut()
-                        .advance(crate::subscribers::NO_SUBSCRIBER);
+                    list.advance(NO_SUBSCRIBER);
                     continue;
                 };
-                let next = sub.next();
-                match sub.flush(stream, topic.log(), bytes_sent) {
-                    Ok(Flush::CaughtUp | Flush::Blocked) => {}
-                    outcome => failed.push((token, outcome)),
+                let next = conn
+                    .node_mut(member)
+                    .map_or(NO_SUBSCRIBER, |sub| sub.next());
+                // A connection with several topics gets all of them merged in this one write;
+                // its turn in the other topics' passes then finds it caught up.
+                match conn.flush(topics, bytes_sent) {
+                    Some(Ok(Flush::CaughtUp | Flush::Blocked)) | None => {}
+                    Some(outcome) => failed.push((token, outcome)),
                 }
-                topic.subscribers_mut().advance(next);
+                topics.get_mut(id).subscribers_mut().advance(next);
             };
             if !finished {
                 self.queue.push_back(id);
@@ -185,20 +186,14 @@ impl Delivery {
             }
             let token = round.cursor;
             round.cursor += 1;
-            let Some((sub, stream)) = conns
-                .get_mut(token)
-                .and_then(Connection::subscriber_and_stream)
-            else {
+            let Some(conn) = conns.get_mut(token).filter(|c| c.is_live_subscriber()) else {
                 continue;
             };
             budget -= 1;
-            let topic = topics.get(sub.topic);
-            // A topic with an event in the interval wrote to every caught-up subscriber; one with
-            // events pending is being written to anyway.
-            if topic.quiet_for(clock_secs) < quiet_secs || !sub.is_caught_up(topic.log()) {
+            if !conn.wants_heartbeat(topics, clock_secs, quiet_secs) {
                 continue;
             }
-            match send_whole(stream, &self.heartbeat, bytes_sent) {
+            match conn.send_whole(&self.heartbeat, bytes_sent) {
                 Ok(Flush::CaughtUp | Flush::Blocked) => {}
                 outcome => failed.push((token, outcome)),
             }

@@ -286,6 +286,46 @@ impl EventLog {
             .map_or(self.end(), |&(_, start)| start)
     }
 
+    /// The retained event the byte at `offset` belongs to: its id, where it starts, and the
+    /// offset just past it. `None` at the end of the log, or if `offset` has been trimmed away.
+    pub fn event_at(&self, offset: u64) -> Option<(EventId, u64, u64)> {
+        if offset < self.base || offset >= self.end() {
+            return None;
+        }
+        let index = self
+            .events
+            .partition_point(|&(_, start)| start <= offset)
+            .checked_sub(1)?;
+        let end = self
+            .events
+            .get(index + 1)
+            .map_or(self.end(), |&(_, start)| start);
+        let (id, start) = self.events[index];
+        Some((id, start, end))
+    }
+
+    /// Where the first retained event with an id of at least `id` starts (the end if none).
+    pub fn offset_of_first_from(&self, id: EventId) -> u64 {
+        let index = self.events.partition_point(|&(event, _)| event < id);
+        self.events
+            .get(index)
+            .map_or(self.end(), |&(_, start)| start)
+    }
+
+    /// The bytes from `from` to `to` (both within the retained stream), as ring halves.
+    pub fn range(&self, from: u64, to: u64) -> (&[u8], &[u8]) {
+        let (a, b) = (
+            (from.saturating_sub(self.base)) as usize,
+            (to.saturating_sub(self.base)) as usize,
+        );
+        let (front, back) = self.bytes.as_slices();
+        let f = front.len();
+        let clamp = |x: usize| x.min(f);
+        let front_part = &front[clamp(a)..clamp(b)];
+        let back_part = &back[a.max(f) - f..(b.max(f) - f).min(back.len())];
+        (front_part, back_part)
+    }
+
     /// The bytes from `offset` to the end, as the two halves of the ring, or `None` if `offset`
     /// has already been trimmed away (the subscriber fell behind retention).
     pub fn pending_from(&self, offset: u64) -> Option<(&[u8], &[u8])> {

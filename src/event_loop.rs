@@ -23,10 +23,10 @@ use crate::http::Rejection;
 use crate::mailbox::Message;
 use crate::metrics::{RejectReason, WorkerStats};
 use crate::publish::Hub;
-use crate::replay::{Parked, Replay};
+use crate::replay::{Parked, ParkedMulti, Replay};
 use crate::requests::{answer_published, Handler, Peer, Refusal, Resume, SubscribeTo};
 use crate::settings::Settings;
-use crate::subscribers::{write_some, Flush, Subscriber};
+use crate::subscribers::{member_node, write_some, Flush, Subscriber};
 use crate::topics::Topics;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -382,8 +382,8 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
-        match conn.state() {
-            State::Subscriber(_) | State::Parked(_) => {
+        match conn.has_subscribed() {
+            true => {
                 if ready.readable {
                     if let Some(why) = conn.check_subscriber_input() {
                         log::debug!("subscriber {token}: {why}; closing");
@@ -394,11 +394,11 @@ impl Worker {
                         return;
                     }
                 }
-                if ready.writable && matches!(conn.state(), State::Subscriber(_)) {
+                if ready.writable && conn.is_live_subscriber() {
                     self.flush_subscriber(token);
                 }
             }
-            State::AwaitingRequest { .. } | State::Http(_) => self.drive(token, ready),
+            false => self.drive(token, ready),
         }
     }
 
@@ -425,30 +425,49 @@ impl Worker {
             Drive::Subscribe(to, preamble) => self.subscribe(token, to, preamble),
             Drive::SubscribeRefused(to) => {
                 self.stats().reject(RejectReason::SubscriberInput);
-                self.topics.unsubscribed(to.topic, now);
+                for &topic in &to.topics {
+                    self.topics.unsubscribed(topic, now);
+                }
                 self.close(token);
             }
         }
     }
 
-    /// Makes a connection a subscriber: links it at the topic's end, or parks it for replay;
-    /// then writes the stream head.
+    /// Makes a connection a subscriber: links it (or each of its members) at its topic's end,
+    /// or parks it for replay; then writes the stream head.
     fn subscribe(&mut self, token: usize, to: SubscribeTo, mut preamble: Vec<u8>) {
-        let topic = self.topics.get_mut(to.topic);
+        let last_seen = match to.resume {
+            Resume::Live => None,
+            Resume::After(id) => Some(Some(id)),
+            Resume::Unplaceable => Some(None),
+        };
         let conn = &mut self.conns[token];
-        match to.resume {
-            Resume::Live => {
-                conn.set_state(State::Subscriber(Subscriber::new(to.topic, topic.end())));
-                topic.subscribers_mut().link(&mut self.conns, token);
+        match (last_seen, &to.topics[..]) {
+            (None, &[topic]) => {
+                let end = self.topics.get(topic).end();
+                conn.set_state(State::Subscriber(Subscriber::new(topic, end)));
+                let list = self.topics.get_mut(topic).subscribers_mut();
+                list.link(&mut self.conns, token as u32);
             }
-            Resume::After(id) => {
-                conn.set_state(State::Parked(Parked::new(to.topic, Some(id))));
-                topic.subscribers_mut().add_parked();
-                self.replay.park(token);
+            (None, topics) => {
+                let members = topics
+                    .iter()
+                    .map(|&topic| Subscriber::new(topic, self.topics.get(topic).end()))
+                    .collect();
+                conn.set_state(State::Multi(members));
+                for (index, &topic) in topics.iter().enumerate() {
+                    let list = self.topics.get_mut(topic).subscribers_mut();
+                    list.link(&mut self.conns, member_node(token, index));
+                }
             }
-            Resume::Unplaceable => {
-                conn.set_state(State::Parked(Parked::new(to.topic, None)));
-                topic.subscribers_mut().add_parked();
+            (Some(last_seen), topics) => {
+                conn.set_state(match topics {
+                    &[topic] => State::Parked(Parked::new(topic, last_seen)),
+                    _ => State::ParkedMulti(Box::new(ParkedMulti::new(topics.into(), last_seen))),
+                });
+                for &topic in topics {
+                    self.topics.get_mut(topic).subscribers_mut().add_parked();
+                }
                 self.replay.park(token);
             }
         }
@@ -469,11 +488,10 @@ impl Worker {
     }
 
     fn flush_subscriber(&mut self, token: usize) {
-        let Some((sub, stream)) = self.conns[token].subscriber_and_stream() else {
+        let mut sent = 0;
+        let Some(outcome) = self.conns[token].flush(&self.topics, &mut sent) else {
             return;
         };
-        let mut sent = 0;
-        let outcome = sub.flush(stream, self.topics.get(sub.topic).log(), &mut sent);
         self.stats().bytes_sent.fetch_add(sent, Relaxed);
         let mut failed = std::mem::take(&mut self.failed);
         failed.push((token, outcome));
@@ -680,7 +698,9 @@ impl Worker {
             State::Subscriber(sub) => {
                 let sub = *sub;
                 let topic = self.topics.get_mut(sub.topic);
-                topic.subscribers_mut().unlink(&mut self.conns, token, &sub);
+                topic
+                    .subscribers_mut()
+                    .unlink(&mut self.conns, token as u32, &sub);
                 self.topics.unsubscribed(sub.topic, now);
                 self.stats().subscribers.fetch_sub(1, Relaxed);
             }
@@ -690,7 +710,25 @@ impl Worker {
                 self.topics.unsubscribed(topic, now);
                 self.stats().subscribers.fetch_sub(1, Relaxed);
             }
-            _ => {}
+            State::Multi(members) => {
+                for (index, member) in members.iter().enumerate() {
+                    let topic = self.topics.get_mut(member.topic());
+                    let node = member_node(token, index);
+                    topic
+                        .subscribers_mut()
+                        .unlink(&mut self.conns, node, member);
+                    self.topics.unsubscribed(member.topic(), now);
+                }
+                self.stats().subscribers.fetch_sub(1, Relaxed);
+            }
+            State::ParkedMulti(parked) => {
+                for &topic in parked.topics() {
+                    self.topics.get_mut(topic).subscribers_mut().remove_parked();
+                    self.topics.unsubscribed(topic, now);
+                }
+                self.stats().subscribers.fetch_sub(1, Relaxed);
+            }
+            State::AwaitingRequest { .. } | State::Http(_) => {}
         }
         let _ = self.poll.registry().deregister(conn.stream());
         self.stats().connections.fetch_sub(1, Relaxed);
@@ -704,12 +742,11 @@ impl Worker {
         }
         let mut told = 0;
         for (_, conn) in self.conns.iter_mut() {
-            if let Some((sub, stream)) = conn.subscriber_and_stream() {
-                let log = self.topics.get(sub.topic).log();
+            if conn.is_live_subscriber() {
                 let mut sent = 0;
-                if let Ok(Flush::CaughtUp) = sub.flush(stream, log, &mut sent) {
+                if let Some(Ok(Flush::CaughtUp)) = conn.flush(&self.topics, &mut sent) {
                     let retry = format!("retry: {}\n\n", 1000 + xorshift(&mut self.rng) % 4000);
-                    if let Ok(Some(_)) = write_some(stream, &[IoSlice::new(retry.as_bytes())]) {
+                    if let Ok(Flush::CaughtUp) = conn.send_whole(retry.as_bytes(), &mut sent) {
                         told += 1;
                     }
                 }

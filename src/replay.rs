@@ -22,7 +22,7 @@ use crate::broker::{Broker, HistoryRequest};
 use crate::connection::{Connection, State};
 use crate::event_log::{encode_gap, EventId};
 use crate::mailbox::Fetched;
-use crate::subscribers::{send_whole, Flush, Subscriber};
+use crate::subscribers::{member_node, Flush, Subscriber};
 use crate::topics::{History, TopicId, Topics};
 use slab::Slab;
 use std::collections::{HashMap, VecDeque};
@@ -54,6 +54,33 @@ impl Parked {
     pub fn topic(&self) -> TopicId {
         self.topic
     }
+}
+
+/// A parked connection with several topics. Boxed in the connection's state: it lives only
+/// until its replay starts.
+#[derive(Debug)]
+pub struct ParkedMulti {
+    last_seen: EventId,
+    topics: Box<[TopicId]>,
+}
+
+impl ParkedMulti {
+    pub fn new(topics: Box<[TopicId]>, last_seen: Option<EventId>) -> ParkedMulti {
+        ParkedMulti {
+            last_seen: last_seen.unwrap_or(UNPLACEABLE),
+            topics,
+        }
+    }
+
+    pub fn topics(&self) -> &[TopicId] {
+        &self.topics
+    }
+}
+
+/// What stops a parked subscriber from starting now.
+enum Wait {
+    History(TopicId),
+    BrokerBusy,
 }
 
 #[derive(Default)]
@@ -151,27 +178,23 @@ impl Replay {
             let Some(token) = self.starting.pop_front() else {
                 return;
             };
-            let Some(State::Parked(parked)) = conns.get(token).map(Connection::state) else {
-                continue;
-            };
-            let (topic_id, mut last_seen) = (parked.topic, parked.last_seen);
-            let topic = topics.get_mut(topic_id);
-            if last_seen != UNPLACEABLE && broker.has_history() && !topic.covers(last_seen) {
-                if topic.history == History::Local {
-                    match broker.request_history(worker, topic.name()) {
-                        HistoryRequest::Queued => topic.history = History::Requested,
-                        HistoryRequest::Busy => {
-                            self.broker_busy.push(token);
-                            continue;
-                        }
+            let (ids, mut last_seen): (Vec<TopicId>, EventId) =
+                match conns.get(token).map(Connection::state) {
+                    Some(State::Parked(parked)) => (vec![parked.topic], parked.last_seen),
+                    Some(State::ParkedMulti(parked)) => (parked.topics.to_vec(), parked.last_seen),
+                    _ => continue,
+                };
+            if last_seen != UNPLACEABLE && broker.has_history() {
+                match self.history_needed(topics, broker, worker, &ids, last_seen) {
+                    None => {}
+                    Some(Wait::History(topic)) => {
+                        self.awaiting_history.entry(topic).or_default().push(token);
+                        continue;
                     }
-                }
-                if topic.history == History::Requested {
-                    self.awaiting_history
-                        .entry(topic_id)
-                        .or_default()
-                        .push(token);
-                    continue;
+                    Some(Wait::BrokerBusy) => {
+                        self.broker_busy.push(token);
+                        continue;
+                    }
                 }
             }
             if last_seen != UNPLACEABLE && last_seen > self.delivered_up_to {
@@ -182,37 +205,85 @@ impl Replay {
                 // Newer than anything that was or will be issued: from another deployment.
                 last_seen = UNPLACEABLE;
             }
-            let gap = last_seen == UNPLACEABLE || topics.may_have_missed(topic_id, last_seen);
-            let topic = topics.get_mut(topic_id);
-            let offset = if gap {
-                topic.offset_after(EventId::default())
-            } else {
-                topic.offset_after(last_seen)
-            };
+            // Each topic starts after `last_seen`, or, if it may have lost events since, at
+            // everything it retains, after a gap notice. Ids are ordered across topics, so one
+            // id places the client in all of them.
+            let mut gaps = Vec::new();
+            let mut members: Vec<Subscriber> = Vec::with_capacity(ids.len());
+            for &id in &ids {
+                let gap = last_seen == UNPLACEABLE || topics.may_have_missed(id, last_seen);
+                let topic = topics.get(id);
+                let offset = if gap {
+                    log::debug!(
+                        "subscriber {token}: Last-Event-ID cannot be honoured on {}; sending ssed-gap",
+                        topic.name()
+                    );
+                    gaps.extend_from_slice(&encode_gap(topic.name()));
+                    topic.offset_after(EventId::default())
+                } else {
+                    topic.offset_after(last_seen)
+                };
+                members.push(Subscriber::new(id, offset));
+            }
             let conn = &mut conns[token];
-            conn.set_state(State::Subscriber(Subscriber::new(topic_id, offset)));
-            topic.subscribers_mut().link_parked(conns, token);
-            let Some((sub, stream)) = conns[token].subscriber_and_stream() else {
-                continue;
-            };
-            if gap {
-                log::debug!(
-                    "subscriber {token}: Last-Event-ID cannot be honoured on {}; sending ssed-gap",
-                    topic.name()
-                );
-                match send_whole(stream, &encode_gap(topic.name()), bytes_sent) {
-                    Ok(Flush::CaughtUp) => {}
-                    // A fresh socket takes a few dozen bytes; if not, the client is gone.
-                    _ => {
-                        failed.push((token, Ok(Flush::FellBehind)));
-                        continue;
-                    }
+            if let [single] = members[..] {
+                conn.set_state(State::Subscriber(single));
+                topics
+                    .get_mut(single.topic())
+                    .subscribers_mut()
+                    .link_parked(conns, token as u32);
+            } else {
+                conn.set_state(State::Multi(members.into_boxed_slice()));
+                for (index, &id) in ids.iter().enumerate() {
+                    topics
+                        .get_mut(id)
+                        .subscribers_mut()
+                        .link_parked(conns, member_node(token, index));
                 }
             }
-            match sub.flush(stream, topic.log(), bytes_sent) {
-                Ok(Flush::CaughtUp | Flush::Blocked) => {}
-                outcome => failed.push((token, outcome)),
+            let conn = &mut conns[token];
+            if !gaps.is_empty() {
+                // A fresh socket takes a few dozen bytes per topic; if not, the client is gone.
+                if !matches!(conn.send_whole(&gaps, bytes_sent), Ok(Flush::CaughtUp)) {
+                    failed.push((token, Ok(Flush::FellBehind)));
+                    continue;
+                }
+            }
+            match conn.flush(topics, bytes_sent) {
+                Some(Ok(Flush::CaughtUp | Flush::Blocked)) | None => {}
+                Some(outcome) => failed.push((token, outcome)),
             }
         }
+    }
+
+    /// Whether replaying after `last_seen` must wait for a topic's older history from the
+    /// broker: asks for it (once per topic) and says what to wait for.
+    fn history_needed(
+        &mut self,
+        topics: &mut Topics,
+        broker: &Broker,
+        worker: usize,
+        ids: &[TopicId],
+        last_seen: EventId,
+    ) -> Option<Wait> {
+        // Every topic's read is asked for at once; the subscriber waits for one, and is looked
+        // at again when it arrives.
+        let mut wait = None;
+        for &id in ids {
+            let topic = topics.get_mut(id);
+            if topic.covers(last_seen) {
+                continue;
+            }
+            if topic.history == History::Local {
+                match broker.request_history(worker, topic.name()) {
+                    HistoryRequest::Queued => topic.history = History::Requested,
+                    HistoryRequest::Busy => return Some(Wait::BrokerBusy),
+                }
+            }
+            if topic.history == History::Requested {
+                wait.get_or_insert(Wait::History(id));
+            }
+        }
+        wait
     }
 }

@@ -78,7 +78,8 @@ pub enum Resume {
 /// A subscribe request, for the worker to perform.
 #[derive(Debug)]
 pub struct SubscribeTo {
-    pub topic: TopicId,
+    /// One topic or more, distinct, in the order the request named them.
+    pub topics: Vec<TopicId>,
     pub resume: Resume,
     /// When the token it subscribed with expires (Unix seconds): the stream ends then.
     pub expires_at_unix: Option<u64>,
@@ -159,13 +160,13 @@ impl Handler<'_> {
         }
     }
 
-    /// Asks the authorizer whether this request may do `action` on `topic`.
+    /// Asks the authorizer whether this request may do `action` on every one of `topics`.
     fn authorize(
         &self,
         peer: Peer,
         request: &Request<'_>,
         action: Action,
-        topic: &str,
+        topics: &[&str],
         cors: &str,
     ) -> Result<Option<u64>, Refusal> {
         let mut pairs = [("", &b""[..]); MAX_HEADERS];
@@ -174,7 +175,7 @@ impl Handler<'_> {
         match self
             .hub
             .auth
-            .check(&credentials, action, topic, peer.loopback)
+            .check_all(&credentials, action, topics, peer.loopback)
         {
             Ok(grant) => Ok(grant.expires_at_unix),
             Err(denial) => Err(self.denied(&denial, cors)),
@@ -200,7 +201,6 @@ impl Handler<'_> {
         cors: &str,
         out: &mut Vec<u8>,
     ) -> Answer {
-        let topic_name = request.path().strip_prefix("/events/").unwrap_or_default();
         if !request.body.is_empty() {
             let refusal = self.refuse(
                 Rejection::bad_request("a subscribe request has no body"),
@@ -215,14 +215,32 @@ impl Handler<'_> {
             // any non-200 answer. The client is told instead, with the gap event.
             Some(None) => Resume::Unplaceable,
         };
-        let Some(topic) = self.topics.get_or_create(topic_name, self.now) else {
-            self.stats().reject(RejectReason::TooManyTopics);
-            let refusal = Refusal {
-                rejection: Rejection::new(503, "too many topics on this server; try again later"),
-                headers: format!("{cors}Retry-After: 5\r\n"),
-            };
-            return refused(refusal, out);
+        // Checked when the head was screened.
+        let names = match requested_topics(request, self.settings.max_topics_per_subscriber) {
+            Ok(names) => names,
+            Err(rejection) => return refused(self.refuse(rejection, cors.into()), out),
         };
+        let mut topics = Vec::with_capacity(names.len());
+        for name in &names {
+            match self.topics.get_or_create(name, self.now) {
+                Some(topic) => topics.push(topic),
+                None => {
+                    // The ones created for this request have no one yet: they go again.
+                    for &topic in &topics {
+                        self.topics.unsubscribed(topic, self.now);
+                    }
+                    self.stats().reject(RejectReason::TooManyTopics);
+                    let refusal = Refusal {
+                        rejection: Rejection::new(
+                            503,
+                            "too many topics on this server; try again later",
+                        ),
+                        headers: format!("{cors}Retry-After: 5\r\n"),
+                    };
+                    return refused(refusal, out);
+                }
+            }
+        }
         let mut head = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n{cors}\r\n"
         )
@@ -231,7 +249,7 @@ impl Handler<'_> {
             head.extend_from_slice(format!("retry: {ms}\n\n").as_bytes());
         }
         Answer::Subscribe(SubscribeTo {
-            topic,
+            topics,
             resume,
             expires_at_unix,
             head,
@@ -262,6 +280,9 @@ impl Handler<'_> {
             Some(Ok(t)) => Some(t).filter(|t| !t.is_empty()),
             Some(Err(rejection)) => return refused(self.refuse(rejection, cors.into()), out),
         };
+        // Encoded once for every subscriber: the topic's name as its type costs nothing more.
+        let event_type =
+            event_type.or_else(|| self.settings.topic_event_types.then(|| topic.to_string()));
         if self.topics.find(topic).is_none() && self.topics.len() >= self.settings.max_topics {
             self.stats().reject(RejectReason::TooManyTopics);
             let refusal = Refusal {
@@ -383,29 +404,37 @@ impl Requests for Handler<'_> {
             };
         }
         let cors = self.cors_headers(request);
-        let Some(topic) = path.strip_prefix("/events/") else {
+        let topic = path.strip_prefix("/events/");
+        if topic.is_none() && path != "/events" {
             return Err(self.refuse(
-                Rejection::new(404, "no such path; use /events/<topic>"),
+                Rejection::new(
+                    404,
+                    "no such path; use /events/<topic> or /events?topic=<topic>&topic=<topic>",
+                ),
                 String::new(),
             ));
-        };
-        if !http::valid_topic(topic) {
-            let rejection = Rejection::bad_request(
-                "a topic is 1-256 characters of A-Z a-z 0-9 - _ . ~ / with no empty segment",
-            );
-            return Err(self.refuse(rejection, cors));
         }
-        match method {
-            Method::Get => {
+        if topic.is_some_and(|topic| !http::valid_topic(topic)) {
+            return Err(self.refuse(Rejection::bad_request(INVALID_TOPIC), cors));
+        }
+        match (method, topic) {
+            (Method::Get, _) => {
+                let names = requested_topics(request, self.settings.max_topics_per_subscriber)
+                    .map_err(|rejection| self.refuse(rejection, cors.clone()))?;
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
                 let expires_at_unix =
-                    self.authorize(peer, request, Action::Subscribe, topic, &cors)?;
+                    self.authorize(peer, request, Action::Subscribe, &names, &cors)?;
                 Ok(Route::Subscribe { expires_at_unix })
             }
-            Method::Options => Ok(Route::Preflight),
-            Method::Post => {
-                self.authorize(peer, request, Action::Publish, topic, &cors)?;
+            (Method::Options, _) => Ok(Route::Preflight),
+            (Method::Post, Some(topic)) => {
+                self.authorize(peer, request, Action::Publish, &[topic], &cors)?;
                 Ok(Route::Publish)
             }
+            (Method::Post, None) => Err(self.refuse(
+                Rejection::new(405, "publish to /events/<topic>, one topic per event"),
+                format!("{cors}Allow: GET, OPTIONS\r\n"),
+            )),
             _ => Err(self.refuse(
                 Rejection::new(405, "use GET to subscribe or POST to publish"),
                 "Allow: GET, POST, OPTIONS\r\n".into(),
@@ -448,6 +477,51 @@ impl Requests for Handler<'_> {
     fn rejected(&mut self, rejection: Rejection, headers: Option<String>) -> Refusal {
         self.refuse(rejection, headers.unwrap_or_default())
     }
+}
+
+const INVALID_TOPIC: &str =
+    "a topic is 1-256 characters of A-Z a-z 0-9 - _ . ~ / with no empty segment";
+
+/// The topics a subscribe request names: the one in its path (`/events/<topic>`), or the
+/// `topic` parameters of `/events?topic=a&topic=b`, percent-decoded, each checked, repeats
+/// dropped (in the order first named), at most `max` of them.
+fn requested_topics(request: &Request<'_>, max: usize) -> Result<Vec<String>, Rejection> {
+    let query = request.query();
+    let named = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .filter(|(key, _)| *key == "topic");
+    if let Some(topic) = request.path().strip_prefix("/events/") {
+        if named.count() > 0 {
+            return Err(Rejection::bad_request(
+                "name the topics either in the path or as ?topic= parameters, not both",
+            ));
+        }
+        return Ok(vec![topic.to_string()]);
+    }
+    let mut topics: Vec<String> = Vec::new();
+    for (_, value) in named {
+        let topic = http::percent_decode(value)
+            .ok_or(Rejection::bad_request("badly percent-encoded query"))?;
+        if !http::valid_topic(&topic) {
+            return Err(Rejection::bad_request(INVALID_TOPIC));
+        }
+        if topics.contains(&topic) {
+            continue;
+        }
+        if topics.len() == max {
+            return Err(Rejection::bad_request(
+                "too many topics for one connection (see --max-topics-per-subscriber)",
+            ));
+        }
+        topics.push(topic);
+    }
+    if topics.is_empty() {
+        return Err(Rejection::bad_request(
+            "name at least one topic: /events?topic=<topic>&topic=<topic>",
+        ));
+    }
+    Ok(topics)
 }
 
 /// The id a reconnecting client last saw: `None` without one, `Some(None)` if it cannot be

@@ -12,6 +12,8 @@ pub struct Settings {
     pub retention: Retention,
     pub topic_ttl_secs: u32,
     pub max_topics: usize,
+    pub max_topics_per_subscriber: usize,
+    pub topic_event_types: bool,
     pub max_event_bytes: usize,
     pub send_buffer: usize,
     pub header_timeout_secs: u32,
@@ -32,6 +34,8 @@ impl Settings {
             topic_ttl_secs: config.topic_ttl.min(u32::MAX as u64) as u32,
             // Every worker holds every topic that has events, so the limit is per worker.
             max_topics: config.max_topics as usize,
+            max_topics_per_subscriber: config.max_topics_per_subscriber as usize,
+            topic_event_types: config.topic_event_types,
             max_event_bytes: config.max_event_bytes,
             send_buffer: config.send_buffer,
             header_timeout_secs: config.header_timeout.min(u32::MAX as u64) as u32,

@@ -1,23 +1,61 @@
 //! Subscribers: what one costs, and the per-topic list they form.
 //!
-//! Once a connection subscribes, its slab entry is just a [`Subscriber`]: the topic, the offset
-//! of the next byte to send in that topic's [`EventLog`], and its links in the topic's
-//! [`SubscriberList`]. That is the whole per-subscriber state: no task, queue, buffer or copy of
-//! any event (a test pins its size).
+//! Once a connection subscribes to one topic, its slab entry is just a [`Subscriber`]: the
+//! topic, the offset of the next byte to send in that topic's [`EventLog`], and its links in the
+//! topic's [`SubscriberList`]. That is the whole per-subscriber state: no task, queue, buffer or
+//! copy of any event (a test pins its size).
+//!
+//! A connection subscribed to several topics holds one such 20-byte [`Subscriber`] per topic
+//! (a *member*), in one boxed slice; each member is linked into its own topic's list and
+//! keeps its own offset. Writing to it merges the topics' logs by event id
+//! ([`flush_merged`]): ids are issued in one order across all topics, so taking, at each step,
+//! the pending event with the smallest id gives one stream whose ids strictly increase and
+//! whose single `Last-Event-ID` places the client in every topic at once. An event that went
+//! out only in part is always finished first, so SSE framing holds whatever the socket takes.
 //!
 //! A topic's subscribers form an intrusive doubly linked list through their slab entries, so
-//! joining, leaving and fan-out cost no allocation, and leaving is O(1). The list also owns the
-//! cursor of a fan-out pass that ran out of budget: a subscriber that leaves mid-pass moves the
-//! cursor on, so a pass never follows a dangling link.
+//! joining, leaving and fan-out cost no allocation, and leaving is O(1). List links are
+//! [node ids](member_node): a connection's token for a single-topic subscriber, or the token
+//! and the member's index, tagged, for a member. The list also owns the cursor of a fan-out
+//! pass that ran out of budget: a subscriber that leaves mid-pass moves the cursor on, so a
+//! pass never follows a dangling link.
 
 use crate::connection::Connection;
-use crate::event_log::{EventLog, STREAM_ORIGIN};
+use crate::event_log::{EventId, EventLog, STREAM_ORIGIN};
 use mio::net::TcpStream;
 use slab::Slab;
 use std::io::{self, IoSlice, Write};
 
 /// Marks the end of a subscriber list (tokens are slab keys, far below this).
 pub const NO_SUBSCRIBER: u32 = u32::MAX;
+
+/// The most topics one connection may hold: a member's index takes this many bits of its node
+/// id (`--max-topics-per-subscriber` is capped at it).
+pub const MAX_MEMBERS: usize = 1 << MEMBER_INDEX_BITS;
+const MEMBER_INDEX_BITS: u32 = 6;
+const MEMBER_TAG: u32 = 1 << 31;
+/// Tokens a member's node id can name (2^25): far above any connection count one process can
+/// reach under its open-file limit.
+pub const MAX_MEMBER_TOKEN: usize = (MEMBER_TAG >> MEMBER_INDEX_BITS) as usize - 1;
+
+/// The node id of member `index` of connection `token` in a topic's list.
+pub fn member_node(token: usize, index: usize) -> u32 {
+    debug_assert!(token <= MAX_MEMBER_TOKEN && index < MAX_MEMBERS);
+    MEMBER_TAG | (token as u32) << MEMBER_INDEX_BITS | index as u32
+}
+
+/// The connection a node id belongs to, and the member's index if it is a member.
+pub fn node_parts(node: u32) -> (usize, Option<usize>) {
+    if node & MEMBER_TAG == 0 {
+        (node as usize, None)
+    } else {
+        let rest = node & !MEMBER_TAG;
+        (
+            (rest >> MEMBER_INDEX_BITS) as usize,
+            Some((rest & (MAX_MEMBERS as u32 - 1)) as usize),
+        )
+    }
+}
 
 /// A subscriber: its topic, its links in the topic's list, and the offset of the next byte to
 /// send in the topic's event stream. Packed to 4-byte alignment so that, with the connection's
@@ -57,6 +95,10 @@ impl Subscriber {
         self.next
     }
 
+    pub fn topic(&self) -> u32 {
+        self.topic
+    }
+
     pub fn is_caught_up(&self, log: Option<&EventLog>) -> bool {
         self.offset == log.map_or(STREAM_ORIGIN, EventLog::end)
     }
@@ -88,6 +130,116 @@ impl Subscriber {
             }
         }
     }
+}
+
+/// Runs of events one merged write carries at most (each run is up to two slices of a ring).
+const RUNS_PER_WRITE: usize = 16;
+
+/// Writes a multi-topic connection's pending events, merged by id from its topics' shared logs,
+/// until done or the socket would block. `logs` gives a topic's log.
+///
+/// Each step takes the member whose next event has the smallest id (one whose event went out
+/// only in part comes first, whatever its id) and a *run* of its events: up to the next
+/// member's smallest pending id. Up to [`RUNS_PER_WRITE`] runs go out in one `writev`; the
+/// bytes the socket took are then handed back to the members in the same order.
+pub fn flush_merged<'a>(
+    members: &mut [Subscriber],
+    stream: &mut TcpStream,
+    logs: impl Fn(u32) -> Option<&'a EventLog>,
+    bytes_sent: &mut u64,
+) -> io::Result<Flush> {
+    loop {
+        // Where each member's next event starts in this write's plan.
+        let mut cursor = [0u64; MAX_MEMBERS];
+        for (c, m) in cursor.iter_mut().zip(members.iter()) {
+            *c = m.offset;
+        }
+        let mut slices = [IoSlice::new(&[]); 2 * RUNS_PER_WRITE];
+        let mut runs = [(0u8, 0u64); RUNS_PER_WRITE];
+        let (mut n_slices, mut n_runs, mut total) = (0, 0, 0u64);
+        while n_runs < RUNS_PER_WRITE {
+            // The member to take from, and the smallest head id among the others.
+            let mut best: Option<(usize, bool, EventId, u64)> = None;
+            let mut runner_up: Option<EventId> = None;
+            for (i, m) in members.iter().enumerate() {
+                let Some(log) = logs(m.topic) else { continue };
+                let at = cursor[i];
+                if at == log.end() {
+                    continue;
+                }
+                let Some((id, start, end)) = log.event_at(at) else {
+                    return Ok(Flush::FellBehind);
+                };
+                // Mid-event: the rest of a partly sent event, which goes before anything.
+                let partial = start != at;
+                let better = match best {
+                    None => true,
+                    Some((_, best_partial, best_id, _)) => {
+                        (partial, std::cmp::Reverse(id))
+                            > (best_partial, std::cmp::Reverse(best_id))
+                    }
+                };
+                if better {
+                    if let Some((_, _, best_id, _)) = best {
+                        runner_up = Some(runner_up.map_or(best_id, |r| r.min(best_id)));
+                    }
+                    best = Some((i, partial, id, end));
+                } else {
+                    runner_up = Some(runner_up.map_or(id, |r| r.min(id)));
+                }
+            }
+            let Some((i, _, _, first_end)) = best else {
+                break;
+            };
+            let Some(log) = logs(members[i].topic) else {
+                break;
+            };
+            // The run: this member's events until another member has an older one pending (at
+            // least the first, so equal ids cannot stall the merge).
+            let run_end = runner_up
+                .map_or(log.end(), |r| log.offset_of_first_from(r))
+                .max(first_end);
+            let (front, back) = log.range(cursor[i], run_end);
+            for part in [front, back] {
+                if !part.is_empty() {
+                    slices[n_slices] = IoSlice::new(part);
+                    n_slices += 1;
+                }
+            }
+            runs[n_runs] = (i as u8, run_end - cursor[i]);
+            n_runs += 1;
+            total += run_end - cursor[i];
+            cursor[i] = run_end;
+        }
+        if n_runs == 0 {
+            return Ok(Flush::CaughtUp);
+        }
+        let Some(written) = write_some(stream, &slices[..n_slices])? else {
+            return Ok(Flush::Blocked);
+        };
+        *bytes_sent += written as u64;
+        let mut left = written as u64;
+        for &(i, len) in &runs[..n_runs] {
+            let took = len.min(left);
+            members[i as usize].offset += took;
+            left -= took;
+            if left == 0 {
+                break;
+            }
+        }
+        if (written as u64) < total {
+            // The socket took part of it: it will take nothing more now.
+            return Ok(Flush::Blocked);
+        }
+    }
+}
+
+/// Whether every member is caught up with its topic.
+pub fn all_caught_up<'a>(
+    members: &[Subscriber],
+    logs: impl Fn(u32) -> Option<&'a EventLog>,
+) -> bool {
+    members.iter().all(|m| m.is_caught_up(logs(m.topic)))
 }
 
 /// Sends bytes that are not in the log (a heartbeat, a gap notice) to a caught-up subscriber.
@@ -144,8 +296,13 @@ impl Default for SubscriberList {
     }
 }
 
-fn sub(conns: &mut Slab<Connection>, token: u32) -> Option<&mut Subscriber> {
-    conns.get_mut(token as usize)?.subscriber_mut()
+/// The subscriber (or member) a node id names.
+fn sub(conns: &mut Slab<Connection>, node: u32) -> Option<&mut Subscriber> {
+    if node == NO_SUBSCRIBER {
+        return None;
+    }
+    let (token, member) = node_parts(node);
+    conns.get_mut(token)?.node_mut(member)
 }
 
 impl SubscriberList {
@@ -159,33 +316,34 @@ impl SubscriberList {
     }
 
     /// Links a subscriber that was counted by [`add_parked`](Self::add_parked).
-    pub fn link_parked(&mut self, conns: &mut Slab<Connection>, token: usize) {
+    pub fn link_parked(&mut self, conns: &mut Slab<Connection>, node: u32) {
         self.count -= 1;
-        self.link(conns, token);
+        self.link(conns, node);
     }
 
     pub fn remove_parked(&mut self) {
         self.count -= 1;
     }
 
-    /// Puts `token`, whose state is already `Subscriber`, at the head of the list. A pass under
-    /// way does not reach it, which is right: it joined at the log's current end.
-    pub fn link(&mut self, conns: &mut Slab<Connection>, token: usize) {
+    /// Puts `node`, whose connection is already a subscriber, at the head of the list. A pass
+    /// under way does not reach it, which is right: it joined at the log's current end (or is
+    /// flushed by whoever linked it).
+    pub fn link(&mut self, conns: &mut Slab<Connection>, node: u32) {
         let old_first = self.first;
-        if let Some(s) = sub(conns, token as u32) {
+        if let Some(s) = sub(conns, node) {
             s.prev = NO_SUBSCRIBER;
             s.next = old_first;
         }
         if let Some(next) = sub(conns, old_first) {
-            next.prev = token as u32;
+            next.prev = node;
         }
-        self.first = token as u32;
+        self.first = node;
         self.count += 1;
     }
 
     /// Takes a subscriber out of the list, given its (already detached) entry.
-    pub fn unlink(&mut self, conns: &mut Slab<Connection>, token: usize, gone: &Subscriber) {
-        if self.cursor == token as u32 {
+    pub fn unlink(&mut self, conns: &mut Slab<Connection>, node: u32, gone: &Subscriber) {
+        if self.cursor == node {
             self.cursor = gone.next;
         }
         if gone.prev == NO_SUBSCRIBER {
@@ -219,8 +377,8 @@ impl SubscriberList {
 
     /// The subscriber the pass writes next; `None` when the pass is over, after which the
     /// caller calls [`pass_over`](Self::pass_over).
-    pub fn cursor(&self) -> Option<usize> {
-        (self.cursor != NO_SUBSCRIBER).then_some(self.cursor as usize)
+    pub fn cursor(&self) -> Option<u32> {
+        (self.cursor != NO_SUBSCRIBER).then_some(self.cursor)
     }
 
     pub fn advance(&mut self, next: u32) {
@@ -248,7 +406,10 @@ mod tests {
         // socket (mio's TcpStream is the fd in release builds, plus a registry id in debug ones)
         // and at most 32 bytes of state.
         use std::mem::size_of;
+        // Also the state of one (connection, topic) pair of a multi-topic connection: its
+        // members are a boxed slice of these, and nothing else is kept per topic.
         assert_eq!(size_of::<Subscriber>(), 20);
+        assert_eq!(size_of::<Box<[Subscriber]>>(), 16);
         let beyond_socket = size_of::<Connection>() - size_of::<TcpStream>();
         assert!(
             beyond_socket <= 32,
