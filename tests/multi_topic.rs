@@ -129,7 +129,12 @@ struct RawStream {
 
 impl RawStream {
     fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> RawStream {
-        let mut stream = connect(addr);
+        RawStream::over(connect(addr), path, headers)
+    }
+
+    /// Subscribes over an already connected `stream`.
+    fn over(mut stream: TcpStream, path: &str, headers: &[(&str, &str)]) -> RawStream {
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
         let mut text = format!("GET {path} HTTP/1.1\r\nHost: test\r\n");
         for (name, value) in headers {
             text.push_str(&format!("{name}: {value}\r\n"));
@@ -548,6 +553,15 @@ fn resuming_by_header_or_query_gets_the_missed_events_of_every_topic_merged_then
 
 #[test]
 fn a_topic_out_of_retention_gets_its_gap_event_first_then_the_merged_events() {
+    resume_with_gaps("Last-Event-ID", false);
+    resume_with_gaps("lastEventId", true);
+}
+
+/// `--history 2`: a connection on three topics, one of which loses events while it is away,
+/// comes back (by header or by query) and gets that topic's gap event first, then every retained
+/// event after its id, merged; another on four topics, two of which lost events, gets both gap
+/// events first.
+fn resume_with_gaps(how: &str, by_query: bool) {
     let daemon = Daemon::start(&["--history", "2"]);
     let topics = ["g1", "g2", "g3"];
     let mut sub = Subscription::open(daemon.addr, &multi_path(&topics), &[]);
@@ -581,47 +595,47 @@ fn a_topic_out_of_retention_gets_its_gap_event_first_then_the_merged_events() {
         kept
     };
 
-    for (how, by_query) in [("Last-Event-ID", false), ("lastEventId", true)] {
-        // One topic out of retention.
-        let path = multi_path(&topics);
-        let mut sub = if by_query {
-            Subscription::open(daemon.addr, &format!("{path}&lastEventId={last_seen}"), &[])
-        } else {
-            Subscription::open(daemon.addr, &path, &[("Last-Event-ID", &last_seen)])
-        };
-        assert_gap(&sub.next_event(), "g1");
-        let expected = retained_after(&topics);
-        assert_eq!(expected.len(), 2 + 1 + 1);
-        assert_exactly(&mut sub, &expected, how);
+    // One topic out of retention.
+    let path = multi_path(&topics);
+    let mut three = if by_query {
+        Subscription::open(daemon.addr, &format!("{path}&lastEventId={last_seen}"), &[])
+    } else {
+        Subscription::open(daemon.addr, &path, &[("Last-Event-ID", &last_seen)])
+    };
+    assert_gap(&three.next_event(), "g1");
+    let expected = retained_after(&topics);
+    assert_eq!(expected.len(), 2 + 1 + 1);
+    assert_exactly(&mut three, &expected, how);
 
-        // Two out of retention: both gap events (in either order) before any event.
-        let four = ["g1", "g2", "g3", "g4"];
-        let path = multi_path(&four);
-        let mut sub = if by_query {
-            Subscription::open(daemon.addr, &format!("{path}&lastEventId={last_seen}"), &[])
-        } else {
-            Subscription::open(daemon.addr, &path, &[("Last-Event-ID", &last_seen)])
-        };
-        let mut gaps: Vec<String> = (0..2)
-            .map(|_| {
-                let gap = sub.next_event();
-                assert_eq!(
-                    (gap.event.as_deref(), gap.id.as_deref()),
-                    (Some("ssed-gap"), None),
-                    "{how}: the gap events come first"
-                );
-                gap.data
-            })
-            .collect();
-        gaps.sort();
-        assert_eq!(gaps, ["g1", "g4"], "{how}");
-        let expected = retained_after(&four);
-        assert_eq!(expected.len(), 2 + 1 + 1 + 2);
-        assert_exactly(&mut sub, &expected, how);
+    // Two out of retention: both gap events (in either order) before any event.
+    let four = ["g1", "g2", "g3", "g4"];
+    let path = multi_path(&four);
+    let mut sub = if by_query {
+        Subscription::open(daemon.addr, &format!("{path}&lastEventId={last_seen}"), &[])
+    } else {
+        Subscription::open(daemon.addr, &path, &[("Last-Event-ID", &last_seen)])
+    };
+    let mut gaps: Vec<String> = (0..2)
+        .map(|_| {
+            let gap = sub.next_event();
+            assert_eq!(
+                (gap.event.as_deref(), gap.id.as_deref()),
+                (Some("ssed-gap"), None),
+                "{how}: the gap events come first"
+            );
+            gap.data
+        })
+        .collect();
+    gaps.sort();
+    assert_eq!(gaps, ["g1", "g4"], "{how}");
+    let expected = retained_after(&four);
+    assert_eq!(expected.len(), 2 + 1 + 1 + 2);
+    assert_exactly(&mut sub, &expected, how);
 
-        let live = publish(daemon.addr, "g3", &format!("live {how}"));
-        assert_exactly(&mut sub, std::slice::from_ref(&live), how);
-    }
+    // Then live, on both.
+    let live = publish(daemon.addr, "g3", &format!("live {how}"));
+    assert_exactly(&mut three, std::slice::from_ref(&live), how);
+    assert_exactly(&mut sub, std::slice::from_ref(&live), how);
 }
 
 // ---- 4. limits, refusals and authorization -------------------------------------------------------
@@ -1055,4 +1069,233 @@ fn topic_event_types_name_untyped_events_after_their_topic_and_keep_publisher_ty
         (Some(p.id), Some("news")),
         "SSED_TOPIC_EVENT_TYPES=true"
     );
+}
+
+// ---- more: what else a multi-topic connection must get right ---------------------------------------
+
+/// A connection with a tiny receive window (`recv_buffer` bytes), not read yet.
+fn small_window(addr: SocketAddr, recv_buffer: usize) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(recv_buffer).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    socket.into()
+}
+
+#[test]
+fn a_replay_larger_than_the_socket_buffers_arrives_whole_and_merged_with_live_events() {
+    let daemon = Daemon::start(&["--heartbeat", "0", "--send-buffer", "4096"]);
+    let topics = ["big/1", "big/2", "big/3"];
+    let mut published = Vec::new();
+    for i in 0..150 {
+        let topic = topics[(i * 7 / 3) % 3];
+        let fill = char::from(b'A' + (i % 26) as u8);
+        let data = format!(
+            "{i} {topic} {}",
+            fill.to_string().repeat(1500 + (i * 131) % 1000)
+        );
+        published.push(publish(daemon.addr, topic, &data));
+    }
+    let last_seen = published[0].id.clone();
+    // The replay (~300 KB) cannot go out at once: the client does not read while more events
+    // are published, live, to the same topics.
+    let mut sub = RawStream::over(
+        small_window(daemon.addr, 4096),
+        &multi_path(&topics),
+        &[("Last-Event-ID", &last_seen)],
+    );
+    for i in 0..30 {
+        let topic = topics[i % 3];
+        published.push(publish(daemon.addr, topic, &format!("live {i} {topic}")));
+        published.push(publish(daemon.addr, "not/held", &format!("live {i}")));
+    }
+    let expected: Vec<Published> = expected_for(&published, &topics)
+        .into_iter()
+        .filter(|p| id_key(&p.id) > id_key(&last_seen))
+        .collect();
+    assert_eq!(expected.len(), 149 + 30);
+    for (n, p) in expected.iter().enumerate() {
+        let event = parse_strict(&sub.next_block()).unwrap();
+        assert_eq!(
+            (event.id.as_ref(), &event.data),
+            (Some(&p.id), &p.data),
+            "event {n}"
+        );
+    }
+    assert_eq!(daemon.metric("ssed_slow_subscribers_dropped_total"), 0.0);
+    let marker = publish(daemon.addr, "big/2", "marker");
+    assert_eq!(parse_strict(&sub.next_block()).unwrap().id, Some(marker.id));
+}
+
+#[test]
+fn a_malformed_last_event_id_gets_a_gap_event_per_topic_then_everything_merged() {
+    let daemon = Daemon::start(&[]);
+    let topics = ["m1", "m2", "m/3"];
+    let published: Vec<Published> = ["m1", "m/3", "m2", "m1", "other", "m/3"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| publish(daemon.addr, t, &format!("{t} {i}")))
+        .collect();
+    let expected = expected_for(&published, &topics);
+    let path = multi_path(&topics);
+    let mut by_header = Subscription::open(daemon.addr, &path, &[("Last-Event-ID", "yesterday")]);
+    let mut by_query = Subscription::open(daemon.addr, &format!("{path}&lastEventId=%zz"), &[]);
+    for (sub, how) in [(&mut by_header, "header"), (&mut by_query, "query")] {
+        let mut gaps: Vec<String> = (0..3)
+            .map(|_| {
+                let gap = sub.next_event();
+                assert_eq!(
+                    (gap.event.as_deref(), gap.id.as_deref()),
+                    (Some("ssed-gap"), None),
+                    "{how}: a gap event per topic first"
+                );
+                gap.data
+            })
+            .collect();
+        gaps.sort();
+        assert_eq!(gaps, ["m/3", "m1", "m2"], "{how}");
+        assert_exactly(sub, &expected, how);
+    }
+    let live = publish(daemon.addr, "m2", "live");
+    for sub in [&mut by_header, &mut by_query] {
+        assert_exactly(sub, std::slice::from_ref(&live), "live");
+    }
+}
+
+#[test]
+fn resuming_on_either_worker_right_after_publishing_gets_exactly_what_follows() {
+    let daemon = Daemon::start(&["--workers", "2"]);
+    let mut held = Vec::new();
+    for attempt in 0..30 {
+        let (a, b) = (format!("ra{attempt}"), format!("rb/{attempt}"));
+        publish(daemon.addr, &b, "old");
+        // The id is fresh from one worker; the subscriber may land on the other.
+        let id = publish(daemon.addr, &a, "a").id;
+        let mut sub = Subscription::open(
+            daemon.addr,
+            &multi_path(&[&a, &b]),
+            &[("Last-Event-ID", &id)],
+        );
+        let next = [
+            publish(daemon.addr, &b, "b"),
+            publish(daemon.addr, &a, "a2"),
+        ];
+        assert_exactly(&mut sub, &next, &format!("attempt {attempt}"));
+        held.push(sub);
+    }
+}
+
+#[test]
+fn an_idle_multi_topic_connection_gets_heartbeats() {
+    let daemon = Daemon::start(&["--heartbeat", "1"]);
+    let mut sub = Subscription::open(daemon.addr, "/events?topic=q1&topic=q2", &[]);
+    assert_eq!(sub.next_comment(), "heartbeat");
+    assert_eq!(sub.next_comment(), "heartbeat");
+    let p = publish(daemon.addr, "q2", "after heartbeats");
+    assert_exactly(
+        &mut sub,
+        std::slice::from_ref(&p),
+        "an event between heartbeats",
+    );
+    assert_eq!(sub.next_comment(), "heartbeat");
+}
+
+#[test]
+fn a_multi_topic_stream_ends_when_its_token_expires() {
+    let daemon = Daemon::start(&["--jwt-key", SECRET, "--publish-token", PUBLISH_TOKEN]);
+    let publisher = format!("Bearer {PUBLISH_TOKEN}");
+    let publisher: &[(&str, &str)] = &[("Authorization", &publisher)];
+    let lasting = format!(
+        "Bearer {}",
+        hs256(&["--subscribe", "e1", "--subscribe", "e2", "--ttl", "3600"])
+    );
+    let short = format!(
+        "Bearer {}",
+        hs256(&["--subscribe", "e1", "--subscribe", "e2", "--ttl", "2"])
+    );
+    let path = multi_path(&["e1", "e2"]);
+    let mut survivor = Subscription::open(daemon.addr, &path, &[("Authorization", &lasting)]);
+    let mut ending = Subscription::open(daemon.addr, &path, &[("Authorization", &short)]);
+    let first = publish_to(daemon.addr, "e2", None, "before exp", publisher);
+    for sub in [&mut survivor, &mut ending] {
+        assert_exactly(sub, std::slice::from_ref(&first), "before exp");
+    }
+    // try_next_event bounds the wait by PATIENCE: the stream must end, with no event.
+    assert_eq!(ending.try_next_event(), None, "the stream ended at exp");
+    let after = publish_to(daemon.addr, "e1", None, "after exp", publisher);
+    assert_exactly(
+        &mut survivor,
+        std::slice::from_ref(&after),
+        "the other goes on",
+    );
+}
+
+#[test]
+fn a_multi_topic_connection_refused_at_the_topic_limit_creates_none() {
+    let daemon = Daemon::start(&["--workers", "1", "--max-topics", "4"]);
+    let _held = Subscription::open(daemon.addr, "/events?topic=k1&topic=k2", &[]);
+    // Two more topics fit; three do not, and none of them is kept: two others fit after it.
+    let (status, _) = subscribe_status(daemon.addr, "/events?topic=k1&topic=n1&topic=n2&topic=n3");
+    assert_eq!(status, 503);
+    assert_eq!(rejected(&daemon, "too_many_topics"), 1.0);
+    let mut fits = Subscription::open(daemon.addr, "/events?topic=m1&topic=k2&topic=m2", &[]);
+    let published = [
+        publish(daemon.addr, "m2", "fits"),
+        publish(daemon.addr, "k1", "not held"),
+        publish(daemon.addr, "m1", "fits too"),
+    ];
+    let expected = expected_for(&published, &["m1", "k2", "m2"]);
+    assert_exactly(&mut fits, &expected, "the topics that fit");
+    wait_for_metric(&daemon, "ssed_topics", 4.0);
+}
+
+#[test]
+fn multi_topic_connections_leave_no_topic_behind() {
+    let daemon = Daemon::start(&["--workers", "1"]);
+    // The topics gauge is refreshed once a second: seeing 2 with the marker held proves a
+    // refresh after it came; it leaves only once every one-shot connection is closed, so the
+    // final 0 is a refresh after all of them.
+    let marker = Subscription::open(daemon.addr, "/events?topic=k1&topic=k2", &[]);
+    wait_for_metric(&daemon, "ssed_topics", 2.0);
+    let salt = std::process::id();
+    for i in 0..60 {
+        // Read the stream head, then leave.
+        drop(Subscription::open(
+            daemon.addr,
+            &format!("/events?topic=once-{salt}-{i}&topic=k1&topic=twice-{salt}/{i}"),
+            &[],
+        ));
+    }
+    for i in 60..120 {
+        // Ask and leave at once, without reading anything.
+        let mut stream = daemon.connect();
+        stream
+            .write_all(
+                format!("GET /events?topic=once-{salt}-{i}&topic=k2&topic=twice-{salt}/{i} HTTP/1.1\r\nHost: t\r\n\r\n")
+                    .as_bytes(),
+            )
+            .unwrap();
+    }
+    // The marker and this /metrics request.
+    wait_for_metric(&daemon, "ssed_connections", 2.0);
+    assert_eq!(daemon.metric("ssed_subscribers"), 1.0);
+    drop(marker);
+    wait_for_metric(&daemon, "ssed_topics", 0.0);
+}
+
+/// The status of a subscribe request (and its connection, held).
+fn subscribe_status(addr: SocketAddr, path: &str) -> (u16, TcpStream) {
+    let mut stream = connect(addr);
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "{head:?}");
+        head.push(byte[0]);
+    }
+    (
+        String::from_utf8_lossy(&head[9..12]).parse().unwrap(),
+        stream,
+    )
 }
