@@ -758,6 +758,40 @@ fn the_topic_limit_defaults_to_32_and_is_read_from_the_environment() {
     );
     assert_stream(both.addr, &path(4), &[]);
     assert_refused(both.addr, &path(5), &[], 400);
+
+    // At most 64: a connection's topics, its members, are numbered in 6 bits.
+    let names: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
+    let path = |n: usize| {
+        let topics: Vec<&str> = names[..n].iter().map(String::as_str).collect();
+        multi_path(&topics)
+    };
+    let most = Daemon::start(&["--max-topics-per-subscriber", "64"]);
+    let mut sub = Subscription::open(most.addr, &path(64), &[]);
+    assert_refused(most.addr, &path(65), &[], 400);
+    let published: Vec<Published> = [63, 0, 31]
+        .iter()
+        .map(|&i| publish(most.addr, &names[i], &format!("to t{i}")))
+        .collect();
+    assert_exactly(
+        &mut sub,
+        &published,
+        "the first, middle and last of 64 topics",
+    );
+    for bad in ["0", "65"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ssed"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--max-topics-per-subscriber",
+                bad,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            !output.status.success(),
+            "--max-topics-per-subscriber {bad} is refused at startup"
+        );
+    }
 }
 
 #[test]
@@ -1355,4 +1389,94 @@ fn each_dropped_multi_topic_connection_is_counted_once() {
         "five connections dropped, each counted once"
     );
     drop(stalled);
+}
+
+#[test]
+fn connections_leaving_during_long_fan_out_passes_cost_the_others_nothing() {
+    // One worker, and more subscribers per topic than one pass slice (256): passes span turns of
+    // the loop while connections (multi-topic members and single-topic subscribers alike) leave.
+    let daemon = Daemon::start(&["--workers", "1", "--heartbeat", "0"]);
+    let addr = daemon.addr;
+    let mut subs: Vec<(Subscription, &[&str])> = Vec::new();
+    for i in 0..420 {
+        let (path, held): (&str, &[&str]) = match i % 3 {
+            0 => ("/events?topic=p&topic=q", &["p", "q"]),
+            1 => ("/events?topic=q&topic=r&topic=p", &["p", "q", "r"]),
+            _ => ("/events/p", &["p"]),
+        };
+        subs.push((Subscription::open(addr, path, &[]), held));
+    }
+    wait_for_metric(&daemon, "ssed_subscribers", 420.0);
+    let mut kept = Vec::new();
+    let mut gone = Vec::new();
+    for (i, sub) in subs.into_iter().enumerate() {
+        if i % 2 == 1 {
+            gone.push(sub);
+        } else {
+            kept.push(sub);
+        }
+    }
+    let publisher = std::thread::spawn(move || {
+        (0..30)
+            .map(|i| publish(addr, ["p", "q", "r", "s"][i % 4], &format!("n{i}")))
+            .collect::<Vec<Published>>()
+    });
+    // Leave while the events go out.
+    for sub in gone {
+        drop(sub);
+    }
+    let published = publisher.join().unwrap();
+    for (n, (sub, held)) in kept.iter_mut().enumerate() {
+        let expected = expected_for(&published, held);
+        assert_exactly(sub, &expected, &format!("connection {n} on {held:?}"));
+    }
+    wait_for_metric(&daemon, "ssed_subscribers", 210.0);
+    let marker = publish(addr, "p", "marker");
+    for (sub, _) in &mut kept {
+        assert_exactly(sub, std::slice::from_ref(&marker), "the marker next");
+    }
+}
+
+#[test]
+fn with_redis_a_later_process_gaps_only_the_topic_whose_history_it_cannot_read_whole() {
+    let redis = RedisServer::start();
+    let first = Daemon::with_redis(&redis, "127.0.0.1:0", &[]);
+    let big = "x".repeat(10_000);
+    let mut published = Vec::new();
+    for i in 0..10 {
+        // `big` gets ten 10 KB events, `small` small ones, `never` none at all.
+        published.push(publish(first.addr, "big", &format!("{i}{big}")));
+        published.push(publish(first.addr, "small", &format!("small {i}")));
+    }
+    let last_seen = published[1].id.clone();
+    // A process that saw none of it, whose history reads hold 25 KB: two of big's events, all
+    // of small's.
+    let later = Daemon::with_redis(&redis, "127.0.0.1:0", &["--history-bytes", "25000"]);
+    let topics = ["big", "small", "never"];
+    let mut sub = Subscription::open(
+        later.addr,
+        &multi_path(&topics),
+        &[("Last-Event-ID", &last_seen)],
+    );
+    assert_gap(&sub.next_event(), "big");
+    let big_kept: Vec<Published> = expected_for(&published, &["big"])
+        .into_iter()
+        .skip(8)
+        .collect();
+    let mut expected: Vec<Published> = expected_for(&published, &["small"])
+        .into_iter()
+        .filter(|p| id_key(&p.id) > id_key(&last_seen))
+        .chain(big_kept)
+        .collect();
+    expected.sort_by_key(|p| id_key(&p.id));
+    assert_exactly(
+        &mut sub,
+        &expected,
+        "small whole, big's retained two, no gap for never",
+    );
+    let live = [
+        publish(first.addr, "never", "live 1"),
+        publish(later.addr, "big", "live 2"),
+    ];
+    assert_exactly(&mut sub, &live, "then live");
 }
