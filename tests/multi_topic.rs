@@ -1092,6 +1092,27 @@ fn topic_event_types_name_untyped_events_after_their_topic_and_keep_publisher_ty
         [Some("user/42".to_string()), Some("user/7".to_string())]
     );
 
+    // The gap event keeps its own type.
+    let retained = Daemon::start(&["--topic-event-types", "--history", "1"]);
+    let old: Vec<Published> = (0..3)
+        .map(|i| publish(retained.addr, "news", &format!("n{i}")))
+        .collect();
+    let mut resumed = Subscription::open(
+        retained.addr,
+        &multi_path(&topics),
+        &[("Last-Event-ID", &old[0].id)],
+    );
+    assert_gap(&resumed.next_event(), "news");
+    let event = resumed.next_event();
+    assert_eq!(
+        (
+            event.id.as_ref(),
+            event.event.as_deref(),
+            event.data.as_str()
+        ),
+        (Some(&old[2].id), Some("news"), "n2")
+    );
+
     // Without the flag an untyped event has no type.
     let plain = Daemon::start(&[]);
     let mut sub = Subscription::open(plain.addr, &multi_path(&topics), &[]);
@@ -1479,4 +1500,55 @@ fn with_redis_a_later_process_gaps_only_the_topic_whose_history_it_cannot_read_w
         publish(later.addr, "big", "live 2"),
     ];
     assert_exactly(&mut sub, &live, "then live");
+}
+
+#[test]
+fn sigterm_flushes_multi_topic_streams_then_tells_them_to_come_back() {
+    let mut daemon = Daemon::start(&["--heartbeat", "0"]);
+    let sets: [&[&str]; 2] = [&["s1", "s2"], &["s2", "s/3", "s4"]];
+    let mut subs: Vec<(Subscription, &[&str])> = (0..10)
+        .map(|i| {
+            let held = sets[i % 2];
+            (
+                Subscription::open(daemon.addr, &multi_path(held), &[]),
+                held,
+            )
+        })
+        .collect();
+    let published: Vec<Published> = (0..12)
+        .map(|i| {
+            let topic = ["s1", "s2", "s/3", "s4"][i % 4];
+            publish(daemon.addr, topic, &format!("{topic} {i}"))
+        })
+        .collect();
+    let status = daemon.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    for (sub, held) in &mut subs {
+        let expected = expected_for(&published, held);
+        assert_exactly(
+            sub,
+            &expected,
+            &format!("{held:?}: every event before closing"),
+        );
+        assert_eq!(sub.try_next_event(), None, "the stream ends");
+        let retry = sub.retry.expect("a retry: field before closing");
+        assert!((1000..5000).contains(&retry), "retry {retry}");
+    }
+}
+
+#[test]
+fn a_multi_topic_subscriber_that_sends_bytes_is_closed_and_counted() {
+    let daemon = Daemon::start(&["--workers", "1"]);
+    let mut bystander = Subscription::open(daemon.addr, "/events?topic=c1&topic=c2", &[]);
+    let mut chatty = Subscription::open(daemon.addr, "/events?topic=c1&topic=c2", &[]);
+    chatty.stream().write_all(b"hello?").unwrap();
+    while chatty.try_next_event().is_some() {}
+    assert_eq!(rejected(&daemon, "subscriber_input"), 1.0);
+    let p = publish(daemon.addr, "c2", "after the chatter");
+    assert_exactly(
+        &mut bystander,
+        std::slice::from_ref(&p),
+        "the other goes on",
+    );
+    wait_for_metric(&daemon, "ssed_subscribers", 1.0);
 }
