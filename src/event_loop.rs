@@ -265,6 +265,11 @@ impl Worker {
     /// Closes the subscribers a pass could not write to; keeps the buffer for reuse.
     fn settle(&mut self, mut failed: Vec<(usize, io::Result<Flush>)>) {
         for (token, outcome) in failed.drain(..) {
+            // A pass may find a connection behind more than once (a multi-topic connection in
+            // each of its topics' passes, a topic's rerun): it is closed, and counted, once.
+            if !self.conns.contains(token) {
+                continue;
+            }
             match outcome {
                 Ok(Flush::CaughtUp | Flush::Blocked) => {}
                 Ok(Flush::FellBehind) => {
