@@ -21,7 +21,7 @@ pub const NO_SUBSCRIBER: u32 = u32::MAX;
 
 /// A subscriber: its topic, its links in the topic's list, and the offset of the next byte to
 /// send in the topic's event stream. Packed to 4-byte alignment so that, with the connection's
-/// state tag and socket, a slab entry is 32 bytes.
+/// state tag, socket and TLS session pointer, a slab entry is 40 bytes.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, packed(4))]
 pub struct Subscriber {
@@ -69,19 +69,15 @@ impl Subscriber {
         log: Option<&EventLog>,
         bytes_sent: &mut u64,
     ) -> io::Result<Flush> {
-        // Over TLS, ciphertext of events already counted as sent may be waiting for the socket.
-        if !stream.flush_pending()? {
-            return Ok(Flush::Blocked);
-        }
         let Some(log) = log else {
-            return Ok(Flush::CaughtUp);
+            return caught_up(stream);
         };
         loop {
             let Some((front, back)) = log.pending_from(self.offset) else {
                 return Ok(Flush::FellBehind);
             };
             if front.is_empty() {
-                return Ok(Flush::CaughtUp);
+                return caught_up(stream);
             }
             match write_some(stream, &[IoSlice::new(front), IoSlice::new(back)])? {
                 Some(n) => {
@@ -92,6 +88,16 @@ impl Subscriber {
             }
         }
     }
+}
+
+/// Nothing is left to hand over; over TLS, ciphertext of what was handed over may still wait
+/// for the socket (a write takes the plaintext whole and keeps what the socket did not take).
+fn caught_up(stream: &mut Transport) -> io::Result<Flush> {
+    Ok(if stream.flush_pending()? {
+        Flush::CaughtUp
+    } else {
+        Flush::Blocked
+    })
 }
 
 /// Sends bytes that are not in the log (a heartbeat, a gap notice) to a caught-up subscriber.
