@@ -180,6 +180,8 @@ pub struct TlsSession {
     /// The peer sent close_notify or closed its side: nothing more will be read.
     peer_closed: bool,
     sent_close_notify: bool,
+    /// rustls reported an error: the session is over, nothing more is sent on it.
+    broken: bool,
     failure: Option<TlsFailure>,
 }
 
@@ -203,6 +205,7 @@ impl TlsSession {
             received: false,
             peer_closed: false,
             sent_close_notify: false,
+            broken: false,
             failure: None,
         }
     }
@@ -246,6 +249,12 @@ impl TlsSession {
     pub fn read(&mut self, socket: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
         if !self.plaintext_in.is_empty() {
             return Ok(self.take_plaintext(buf));
+        }
+        if self.broken {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "TLS session failed",
+            ));
         }
         if self.peer_closed {
             return Ok(0);
@@ -321,11 +330,9 @@ impl TlsSession {
                 }
             }
         };
-        let keep = match &outcome {
-            Ok(_) => true,
-            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
-        };
-        if keep && filled > 0 {
+        // Kept whatever the outcome: rustls counts its progress through these bytes, and any
+        // later call (a close_notify) must give it the same ones.
+        if filled > 0 {
             self.partial_in = incoming[..filled].to_vec();
         }
         outcome
@@ -409,12 +416,20 @@ impl TlsSession {
                     return Err(self.fail(TlsFailure::Protocol, "unexpected TLS state"));
                 }
                 Err(e) => {
+                    self.broken = true;
                     if self.is_handshaking() {
                         self.failure.get_or_insert(TlsFailure::Protocol);
                     }
-                    self.send_alert(socket, outgoing);
+                    if discard <= *filled {
+                        incoming.copy_within(discard..*filled, 0);
+                        *filled -= discard;
+                        self.send_alert(socket, outgoing, &mut incoming[..*filled]);
+                    }
                     return Err(io::Error::new(io::ErrorKind::InvalidData, e));
                 }
+            }
+            if discard > *filled {
+                return Err(self.fail(TlsFailure::Protocol, "TLS input out of step"));
             }
             incoming.copy_within(discard..*filled, 0);
             *filled -= discard;
@@ -425,15 +440,33 @@ impl TlsSession {
     }
 
     /// After an error, sends the alert rustls queued for the peer, if any and if it fits: a
-    /// client offering only what ssed refuses learns why (e.g. `protocol_version`).
-    fn send_alert(&mut self, socket: &mut TcpStream, outgoing: &mut [u8]) {
+    /// client offering only what ssed refuses learns why (e.g. `protocol_version`). `incoming`
+    /// is what is left of the received bytes: rustls may still be partway through them, and
+    /// must be given the same bytes again.
+    fn send_alert(&mut self, socket: &mut TcpStream, outgoing: &mut [u8], incoming: &mut [u8]) {
         if let Ok(ConnectionState::EncodeTlsData(mut encode)) =
-            self.conn.process_tls_records(&mut []).state
+            self.conn.process_tls_records(incoming).state
         {
             if let Ok(n) = encode.encode(outgoing) {
                 let _ = send(&mut self.stuck_out, socket, &outgoing[..n]);
             }
         }
+    }
+
+    /// Drops what rustls is done with from the front of the kept input.
+    fn discard_partial(&mut self, discard: usize) -> io::Result<()> {
+        if discard > self.partial_in.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "TLS input out of step",
+            ));
+        }
+        if discard == self.partial_in.len() {
+            self.partial_in = Vec::new();
+        } else {
+            self.partial_in.drain(..discard);
+        }
+        Ok(())
     }
 
     fn fail(&mut self, failure: TlsFailure, what: &str) -> io::Error {
@@ -457,6 +490,12 @@ impl TlsSession {
         socket: &mut TcpStream,
         bufs: &[IoSlice<'_>],
     ) -> io::Result<Option<usize>> {
+        if self.broken {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "TLS session failed",
+            ));
+        }
         if !flush_stuck(&mut self.stuck_out, socket)? {
             return Ok(None);
         }
@@ -484,7 +523,12 @@ impl TlsSession {
             // Settles whatever rustls has queued (a key update, the end of a handshake) before
             // application data may be encrypted.
             while !ready {
-                match self.conn.process_tls_records(&mut []).state {
+                // Given the bytes of an incomplete record kept from the last read, not an empty
+                // buffer: rustls may be partway through them (a handshake message spanning
+                // records), and counts its progress from their start.
+                let UnbufferedStatus { discard, state } =
+                    self.conn.process_tls_records(&mut self.partial_in);
+                match state {
                     Ok(ConnectionState::WriteTraffic(mut traffic)) => {
                         ready = true;
                         while slice < bufs.len() && taken < PLAINTEXT_PER_WRITE {
@@ -526,8 +570,12 @@ impl TlsSession {
                         return Err(io::Error::other("TLS handshake not finished"))
                     }
                     Ok(_) => return Err(io::ErrorKind::BrokenPipe.into()),
-                    Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+                    Err(e) => {
+                        self.broken = true;
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                    }
                 }
+                self.discard_partial(discard)?;
             }
             send(&mut self.stuck_out, socket, &outgoing[..encrypted])?;
             consumed += taken;
@@ -538,7 +586,7 @@ impl TlsSession {
     /// Tells the peer the stream ends here (close_notify), if nothing is stuck before it and
     /// the socket takes it; a TCP close follows either way.
     pub fn close_notify(&mut self, socket: &mut TcpStream) {
-        if self.sent_close_notify || self.is_handshaking() {
+        if self.sent_close_notify || self.broken || self.is_handshaking() {
             return;
         }
         self.sent_close_notify = true;
@@ -547,14 +595,14 @@ impl TlsSession {
         }
         let _ = with_scratch(|scratch| {
             let outgoing = &mut scratch.outgoing;
-            if let Ok(ConnectionState::WriteTraffic(mut traffic)) =
-                self.conn.process_tls_records(&mut []).state
-            {
+            let UnbufferedStatus { discard, state } =
+                self.conn.process_tls_records(&mut self.partial_in);
+            if let Ok(ConnectionState::WriteTraffic(mut traffic)) = state {
                 if let Ok(n) = traffic.queue_close_notify(outgoing) {
                     send(&mut self.stuck_out, socket, &outgoing[..n])?;
                 }
             }
-            Ok(())
+            self.discard_partial(discard)
         });
     }
 }

@@ -415,3 +415,64 @@ fn processes_sharing_redis_serve_https() {
     let event = sub.next_event();
     assert_eq!((event.id, event.data.as_str()), (Some(id), "through redis"));
 }
+
+#[test]
+fn mangled_client_hellos_are_refused_and_never_reach_anyone_else() {
+    let ca = TestCa::new();
+    let daemon = start_https(&ca.leaf("server"), &["--header-timeout", "2"]);
+    let client = ca.client(&[]);
+    let mut sub = client.subscribe(&daemon, "news");
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(client.config.clone(), name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    // Every byte of a real ClientHello in turn, inverted; then pieces of it repeated.
+    let mut mangled: Vec<Vec<u8>> = (0..hello.len())
+        .step_by(3)
+        .map(|i| {
+            let mut bytes = hello.clone();
+            bytes[i] ^= 0xff;
+            bytes
+        })
+        .collect();
+    mangled.push(hello.repeat(3));
+    mangled.push(hello[..5].repeat(100));
+    mangled.push([0x16, 0x03, 0x01, 0xff, 0xff].to_vec());
+    for bytes in &mangled {
+        let mut stream = connect(daemon.addr);
+        let _ = stream.write_all(bytes);
+    }
+    client.publish(&daemon, "news", "unaffected");
+    assert_eq!(sub.next_event().data, "unaffected");
+    wait_for("the mangled handshakes to be refused", || {
+        (client.metric(&daemon, &handshake_failures("protocol")) >= 1.0).then_some(())
+    });
+}
+
+#[test]
+fn a_handshake_in_tiny_records_trickled_in_pieces_completes() {
+    let ca = TestCa::new();
+    let daemon = start_https(&ca.leaf("server"), &[]);
+    let client = ca.client(&[]);
+    // Every handshake message spans many records, each arriving in several pieces: the server
+    // keeps the incomplete ones between reads and rustls joins them.
+    let mut config = (*client.config).clone();
+    config.max_fragment_size = Some(64);
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut tcp = connect(daemon.addr);
+    tcp.set_nodelay(true).unwrap();
+    let mut hello = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut hello).unwrap();
+    }
+    for piece in hello.chunks(7) {
+        tcp.write_all(piece).unwrap();
+    }
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).expect("the handshake completes");
+    }
+    let mut sub = Subscription::over(rustls::StreamOwned::new(conn, tcp), "/events/tiny", &[]);
+    client.publish(&daemon, "tiny", "in tiny records");
+    assert_eq!(sub.next_event().data, "in tiny records");
+}
