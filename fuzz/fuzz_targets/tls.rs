@@ -42,8 +42,17 @@ fn target() -> &'static Target {
         std::fs::write(&cert_path, cert.pem()).unwrap();
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
         let args = [
-            "ssed", "--listen", "127.0.0.1:0", "--workers", "1", "--header-timeout", "1",
-            "--tls-cert", cert_path.to_str().unwrap(), "--tls-key", key_path.to_str().unwrap(),
+            "ssed",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--header-timeout",
+            "1",
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
         ];
         let server = Server::start(&Config::parse_from(args)).expect("start ssed");
         let addr = server.local_addr;
@@ -52,21 +61,27 @@ fn target() -> &'static Target {
             std::process::abort()
         });
         let mut roots = RootCertStore::empty();
-        roots.add(CertificateDer::from(cert.der().to_vec())).unwrap();
+        roots
+            .add(CertificateDer::from(cert.der().to_vec()))
+            .unwrap();
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let client = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Target { addr, client: Arc::new(client) }
+        Target {
+            addr,
+            client: Arc::new(client),
+        }
     })
 }
 
 fn tcp(addr: SocketAddr) -> TcpStream {
     let conn = TcpStream::connect(addr).expect("connect to ssed");
     conn.set_nodelay(true).unwrap();
-    conn.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     conn
 }
 
@@ -79,7 +94,8 @@ fn client(target: &Target) -> ClientConnection {
 fn handshake(target: &Target, timeout_ms: u64) -> Option<StreamOwned<ClientConnection, TcpStream>> {
     let mut conn = client(target);
     let mut sock = tcp(target.addr);
-    sock.set_read_timeout(Some(Duration::from_millis(timeout_ms))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(timeout_ms)))
+        .unwrap();
     while conn.is_handshaking() {
         conn.complete_io(&mut sock).ok()?;
     }
@@ -87,8 +103,13 @@ fn handshake(target: &Target, timeout_ms: u64) -> Option<StreamOwned<ClientConne
 }
 
 fn healthy(target: &Target) -> bool {
-    let Some(mut stream) = handshake(target, 5000) else { return false };
-    if stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: f\r\nConnection: close\r\n\r\n").is_err() {
+    let Some(mut stream) = handshake(target, 5000) else {
+        return false;
+    };
+    if stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: f\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     let mut answer = Vec::new();
@@ -105,7 +126,9 @@ fn send_and_drain(mut sock: TcpStream, bytes: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     let target = target();
-    let Some((&mode, input)) = data.split_first() else { return };
+    let Some((&mode, input)) = data.split_first() else {
+        return;
+    };
     match mode % 3 {
         0 => send_and_drain(tcp(target.addr), input),
         1 => {
@@ -127,5 +150,8 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    assert!(healthy(target), "ssed no longer completes a handshake and answers GET /healthz");
+    assert!(
+        healthy(target),
+        "ssed no longer completes a handshake and answers GET /healthz"
+    );
 });
