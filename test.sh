@@ -13,11 +13,13 @@ if ! [[ "$fuzz_seconds" =~ ^[0-9]+$ ]]; then
 fi
 
 # Debian packages the tests use: redis-server (tests/redis.rs, tests/browser.rs,
-# tests/upgrade.rs), chromium (tests/browser.rs, a real EventSource), systemd for
-# systemd-analyze (tests/packaging.rs verifies the unit; nothing is started under systemd)
-# and openssl (the auth tests make their keys with it).
+# tests/upgrade.rs), chromium (tests/browser.rs and tests/tls.rs, a real EventSource), systemd for
+# systemd-analyze (tests/packaging.rs verifies the unit; nothing is started under systemd),
+# openssl (the auth tests make their keys with it) and curl (tests/tls.rs, an HTTPS client
+# other than rustls).
 missing=()
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)

@@ -10,7 +10,7 @@ seconds=${1:-30}
 [[ "$seconds" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz/run.sh: SECONDS_PER_TARGET must be a positive whole number" >&2; exit 2; }
 shift $(( $# > 0 ? 1 : 0 ))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(request chunked names connection)
+[ ${#targets[@]} -gt 0 ] || targets=(request chunked names connection tls)
 toolchain=${SSED_FUZZ_TOOLCHAIN:-nightly}
 for target in "${targets[@]}"; do
     [ -f "fuzz_targets/$target.rs" ] || { echo "fuzz/run.sh: no target $target" >&2; exit 2; }
@@ -35,7 +35,7 @@ echo "fuzz/run.sh: targets built in $((SECONDS - started)) s" >&2
 # targets try long inputs from the start (-len_control=0) rather than growing them slowly: a short
 # run would otherwise never get past those limits.
 declare -A extra=([request]="-max_len=16384 -len_control=0" [chunked]="-max_len=16384 -len_control=0"
-    [names]="-max_len=1024" [connection]="-max_len=16384")
+    [names]="-max_len=1024" [connection]="-max_len=16384" [tls]="-max_len=4096")
 marker=$(mktemp)
 trap 'rm -f "$marker"' EXIT
 failed=()

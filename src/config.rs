@@ -124,6 +124,16 @@ pub struct Config {
     )]
     pub cors_origins: Vec<String>,
 
+    /// Serve HTTPS (TLS 1.3 and 1.2) with the certificate chain in this PEM file, leaf first;
+    /// needs --tls-key. SIGHUP re-reads both files; new connections get the new certificate
+    /// [default: plain HTTP].
+    #[arg(long, env = "SSED_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert's certificate.
+    #[arg(long, env = "SSED_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     pub auth: crate::auth::AuthConfig,
 

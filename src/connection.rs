@@ -36,12 +36,11 @@
 
 use crate::event_log::EventLog;
 use crate::http::{ChunkedDecoder, Framing, Head, HeadScan, Request, MAX_HEAD_BYTES};
-use crate::requests::{Answer, Peer, Refusal, Requests, Route, SubscribeTo};
+use crate::requests::{Answer, Refusal, Requests, Route, SubscribeTo};
 use crate::subscribers::{all_caught_up, flush_merged, write_some, Flush, Subscriber};
 use crate::topics::{TopicId, Topics};
-use mio::net::TcpStream;
-use std::io::{self, IoSlice, Read};
-use std::net::Shutdown;
+use crate::transport::Transport;
+use std::io::{self, IoSlice};
 
 /// Unsent output past which a connection reads and parses nothing more until it drains.
 pub const OUTPUT_CAP: usize = 2 * 1024;
@@ -64,8 +63,8 @@ const POOL_SIZE: usize = 64;
 const POOL_KEEP_BYTES: usize = 16 * 1024;
 
 pub struct Connection {
-    stream: TcpStream,
-    peer: Peer,
+    /// The socket, the peer, and the TLS session on an HTTPS listener (`transport.rs`).
+    stream: Transport,
     state: State,
 }
 
@@ -267,10 +266,9 @@ pub struct Ready {
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream, peer: Peer, now: u32) -> Connection {
+    pub fn new(stream: Transport, now: u32) -> Connection {
         Connection {
             stream,
-            peer,
             state: State::AwaitingRequest { since: now },
         }
     }
@@ -278,8 +276,7 @@ impl Connection {
     /// A connection refused before it could ask anything (over --max-connections): it gets
     /// `refusal`, then lingers like any other refused connection.
     pub fn refused(
-        stream: TcpStream,
-        peer: Peer,
+        stream: Transport,
         now: u32,
         refusal: &Refusal,
         pool: &mut ExchangePool,
@@ -288,12 +285,11 @@ impl Connection {
         exchange.refuse(refusal);
         Connection {
             stream,
-            peer,
             state: State::Http(exchange),
         }
     }
 
-    pub fn stream(&mut self) -> &mut TcpStream {
+    pub fn stream(&mut self) -> &mut Transport {
         &mut self.stream
     }
 
@@ -409,7 +405,11 @@ impl Connection {
                 State::AwaitingRequest { since } => {
                     if !ready.readable {
                         self.state = State::AwaitingRequest { since };
-                        return Drive::Wait;
+                        // A TLS handshake flight the socket did not take whole goes on now.
+                        return match self.stream.flush_pending() {
+                            Ok(_) => Drive::Wait,
+                            Err(_) => Drive::Close,
+                        };
                     }
                     pool.take(since)
                 }
@@ -460,6 +460,9 @@ impl Connection {
                         ex.output.clear();
                     }
                 }
+            } else if let Err(e) = self.stream.flush_pending() {
+                log::debug!("connection {token}: {e}");
+                ex.write_failed = true;
             }
             if ex.write_failed
                 && ex.awaiting.is_none()
@@ -520,8 +523,7 @@ impl Connection {
     /// Whether the socket holds unread bytes (a subscribe request must be the last thing a
     /// client sends).
     fn has_more_input(&mut self) -> bool {
-        let mut byte = [0u8; 1];
-        matches!(self.stream.peek(&mut byte), Ok(n) if n > 0)
+        self.stream.has_more_input()
     }
 
     /// Reads one chunk into the exchange's input, within the budget and the input cap, growing
@@ -597,7 +599,7 @@ impl Connection {
                 }
             };
             let request = Request::new(&head, pending, b"");
-            match requests.screen(token, self.peer, &request) {
+            match requests.screen(token, self.stream.peer(), &request) {
                 Ok(route) => {
                     let send_continue =
                         head.expects_continue && !ex.continue_sent && !body_arrived(&head, pending);
@@ -680,14 +682,14 @@ impl Connection {
     /// After the last answer: shut the write side once it is out, then drain the input until the
     /// client closes, within a byte budget (the time limit is the housekeeping scan's).
     fn linger(&mut self, ex: &mut Exchange, now: u32) -> Drive {
-        if !ex.output.is_empty() {
+        if !ex.output.is_empty() || self.stream.has_pending_output() {
             return Drive::Wait;
         }
         if ex.lingering_since.is_none() {
             ex.lingering_since = Some(now);
             ex.input = Vec::new();
             ex.start = 0;
-            if self.stream.shutdown(Shutdown::Write).is_err() || ex.peer_closed {
+            if self.stream.shutdown_write().is_err() || ex.peer_closed {
                 return Drive::Close;
             }
             ex.unread = true;

@@ -28,6 +28,7 @@ use crate::requests::{answer_published, Handler, Peer, Refusal, Resume, Subscrib
 use crate::settings::Settings;
 use crate::subscribers::{member_node, write_some, Flush, Subscriber};
 use crate::topics::Topics;
+use crate::transport::Transport;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -336,16 +337,27 @@ impl Worker {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream, peer: Peer) {
+    fn admit(&mut self, stream: TcpStream, peer: Peer) {
         let now = self.now();
         let over_limit = self.conns.len() >= self.max_connections;
         // Refused connections linger briefly (so the 503 is read, not reset); their number is
-        // bounded too, past which they are simply closed.
-        if over_limit && self.conns.len() >= self.max_connections + self.max_connections / 16 + 16 {
+        // bounded too, past which they are simply closed. Over TLS the 503 would cost a
+        // handshake, the most expensive thing a connection asks for: it is simply closed.
+        if over_limit
+            && (self.conns.len() >= self.max_connections + self.max_connections / 16 + 16
+                || self.settings.tls.is_some())
+        {
             self.hub.worker_stats[self.index].reject(RejectReason::MaxConnections);
             return;
         }
-        let socket = socket2::SockRef::from(&stream);
+        let mut stream = match Transport::new(stream, peer, self.settings.tls.as_deref()) {
+            Ok(stream) => stream,
+            Err(e) => {
+                log::warn!("{e}");
+                return;
+            }
+        };
+        let socket = socket2::SockRef::from(&*stream.socket());
         let _ = socket.set_nodelay(true);
         if self.settings.send_buffer > 0 {
             let _ = socket.set_send_buffer_size(self.settings.send_buffer);
@@ -353,7 +365,7 @@ impl Worker {
         let entry = self.conns.vacant_entry();
         let token = entry.key();
         if let Err(e) = self.poll.registry().register(
-            &mut stream,
+            stream.socket(),
             Token(token),
             Interest::READABLE | Interest::WRITABLE,
         ) {
@@ -370,16 +382,10 @@ impl Worker {
                 Rejection::new(503, "server at connection limit"),
                 "Retry-After: 5\r\n".into(),
             );
-            entry.insert(Connection::refused(
-                stream,
-                peer,
-                now,
-                &refusal,
-                &mut self.pool,
-            ));
+            entry.insert(Connection::refused(stream, now, &refusal, &mut self.pool));
             self.drive(token, Ready::default());
         } else {
-            entry.insert(Connection::new(stream, peer, now));
+            entry.insert(Connection::new(stream, now));
         }
     }
 
@@ -652,7 +658,10 @@ impl Worker {
                 );
             }
             if self.conns.get(token).is_some_and(overdue) {
-                if !lingering {
+                if !lingering && self.conns[token].stream().handshake_timed_out() {
+                    // Counted as a TLS handshake failure when it closes.
+                    log::debug!("connection {token}: no TLS handshake within {timeout} s; closing");
+                } else if !lingering {
                     log::debug!(
                         "connection {token}: no complete request within {timeout} s; closing"
                     );
@@ -737,7 +746,12 @@ impl Worker {
             }
             State::AwaitingRequest { .. } | State::Http(_) => {}
         }
-        let _ = self.poll.registry().deregister(conn.stream());
+        // Over TLS, the peer learns that the stream ended here and was not cut (RFC 8446 §6.1).
+        conn.stream().close_notify();
+        if let Some(failure) = conn.stream().handshake_failure() {
+            self.stats().tls_handshake_failures[failure as usize].fetch_add(1, Relaxed);
+        }
+        let _ = self.poll.registry().deregister(conn.stream().socket());
         self.stats().connections.fetch_sub(1, Relaxed);
     }
 
@@ -757,6 +771,7 @@ impl Worker {
                         told += 1;
                     }
                 }
+                conn.stream().close_notify();
             } else if let Some(exchange) = conn.exchange_mut() {
                 let output = exchange.take_output();
                 if !output.is_empty() {

@@ -15,6 +15,7 @@
 //! - [`publish`], [`broker`], [`mailbox`]: the hub, who orders events (in-process or Redis),
 //!   and how work reaches a worker.
 //! - [`redis_broker`]: `--redis`, sharing one event stream between processes and machines.
+//! - [`transport`] and [`tls`]: a connection's bytes on the wire, and HTTPS under them.
 //! - [`metrics`]: counters and the Prometheus rendering.
 //! - [`auth`]: who may subscribe and publish (JWT, --publish-token), and `ssed token`.
 //! - [`logging`]: text or JSON log lines.
@@ -37,4 +38,6 @@ pub mod requests;
 pub mod server;
 pub mod settings;
 pub mod subscribers;
+pub mod tls;
 pub mod topics;
+pub mod transport;

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     std::thread::spawn(move || {
         for signal in signals.forever() {
             if signal == SIGHUP {
-                log::info!("received SIGHUP; reloading key files");
+                log::info!("received SIGHUP; reloading key and certificate files");
                 let _ = stopper.send(Notice::Reload);
             } else {
                 // A second one cuts --shutdown-delay short.

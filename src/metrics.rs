@@ -74,6 +74,38 @@ impl RejectReason {
     }
 }
 
+/// Why a TLS handshake did not finish; the `reason` label of
+/// `ssed_tls_handshake_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The first bytes were not a TLS handshake record (plaintext HTTP on the HTTPS port).
+    NotTls,
+    /// The peer broke the protocol, or offered nothing ssed accepts (version, cipher suite).
+    Protocol,
+    /// Not finished within --header-timeout.
+    Timeout,
+    /// The peer closed or reset the connection before the handshake finished.
+    Closed,
+}
+
+impl TlsFailure {
+    pub const ALL: [TlsFailure; 4] = [
+        TlsFailure::NotTls,
+        TlsFailure::Protocol,
+        TlsFailure::Timeout,
+        TlsFailure::Closed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TlsFailure::NotTls => "not_tls",
+            TlsFailure::Protocol => "protocol",
+            TlsFailure::Timeout => "timeout",
+            TlsFailure::Closed => "closed",
+        }
+    }
+}
+
 #[derive(Default, Debug)]
 pub struct WorkerStats {
     pub connections: AtomicI64,
@@ -84,6 +116,7 @@ pub struct WorkerStats {
     pub slow_dropped: AtomicU64,
     pub accept_errors: AtomicU64,
     pub rejected: [AtomicU64; RejectReason::ALL.len()],
+    pub tls_handshake_failures: [AtomicU64; TlsFailure::ALL.len()],
     /// When the worker's loop last turned (ms since the epoch), for /livez.
     pub last_turn_ms: AtomicU64,
     pub auth_failures: crate::auth::AuthFailures,
@@ -206,6 +239,18 @@ pub fn render(global: &GlobalStats, workers: &[&WorkerStats], extra: &str) -> St
         let _ = writeln!(
             out,
             "ssed_requests_rejected_total{{reason=\"{}\"}} {n}",
+            reason.label()
+        );
+    }
+    let _ = writeln!(out, "# HELP ssed_tls_handshake_failures_total TLS handshakes that did not finish, by reason.\n# TYPE ssed_tls_handshake_failures_total counter");
+    for reason in TlsFailure::ALL {
+        let n: u64 = workers
+            .iter()
+            .map(|w| w.tls_handshake_failures[reason as usize].load(Relaxed))
+            .sum();
+        let _ = writeln!(
+            out,
+            "ssed_tls_handshake_failures_total{{reason=\"{}\"}} {n}",
             reason.label()
         );
     }

@@ -15,6 +15,7 @@ use crate::metrics::GlobalStats;
 use crate::publish::Hub;
 use crate::redis_broker::{self, redacted, BrokerSettings};
 use crate::settings::Settings;
+use crate::tls::Certificates;
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -34,13 +35,15 @@ pub struct Server {
     notify: mpsc::Sender<Notice>,
     workers: usize,
     shutdown_delay: Duration,
+    tls: Option<Arc<Certificates>>,
 }
 
 /// What the main thread waits for.
 pub enum Notice {
     /// Shut down (a signal, or the embedding program asks).
     Stop,
-    /// Re-read the files that may change under a running daemon (SIGHUP): key files.
+    /// Re-read the files that may change under a running daemon (SIGHUP): key files, and the
+    /// TLS certificate and key.
     Reload,
     /// A worker thread ended, with its error if it had one.
     WorkerEnded(usize, Result<(), String>),
@@ -90,6 +93,14 @@ impl Server {
         let auth =
             crate::auth::Authorizer::from_config(&config.auth, config.publish_token.as_deref())
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(Arc::new(Certificates::load(cert, key).map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidInput, e)
+                })?))
+            }
+            _ => None,
+        };
         let open_files = raise_open_file_limit()?;
         let workers = config.workers();
         let max_connections = config
@@ -154,7 +165,10 @@ impl Server {
         if let Some(threads) = redis_threads {
             threads.start(mailboxes, global_stats)?;
         }
-        let settings = Arc::new(Settings::from_config(config));
+        let settings = Arc::new(Settings {
+            tls: tls.clone(),
+            ..Settings::from_config(config)
+        });
 
         let (notify, notices) = mpsc::channel();
         for (index, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
@@ -190,6 +204,7 @@ impl Server {
             notify,
             workers,
             shutdown_delay: Duration::from_secs(config.shutdown_delay),
+            tls,
         })
     }
 
@@ -207,6 +222,9 @@ impl Server {
                 Ok(Notice::Reload) => {
                     // Logs what it did; a bad file keeps the old keys.
                     let _ = self.hub.auth.reload();
+                    if let Some(tls) = &self.tls {
+                        let _ = tls.reload();
+                    }
                 }
                 Ok(Notice::WorkerEnded(index, outcome)) => {
                     let why = outcome.err().unwrap_or_else(|| "returned".into());

@@ -19,6 +19,8 @@ pub struct Settings {
     pub header_timeout_secs: u32,
     pub publish_token: Option<String>,
     pub cors_origins: Vec<String>,
+    /// With --tls-cert and --tls-key, the certificate every listener serves (SIGHUP reloads it).
+    pub tls: Option<std::sync::Arc<crate::tls::Certificates>>,
 }
 
 impl Settings {
@@ -41,6 +43,8 @@ impl Settings {
             header_timeout_secs: config.header_timeout.min(u32::MAX as u64) as u32,
             publish_token: config.publish_token.clone().filter(|t| !t.is_empty()),
             cors_origins: config.cors_origins.clone(),
+            // Loaded by the server, which reports a bad file before it listens.
+            tls: None,
         }
     }
 }

@@ -22,9 +22,9 @@
 
 use crate::connection::Connection;
 use crate::event_log::{EventId, EventLog, STREAM_ORIGIN};
-use mio::net::TcpStream;
+use crate::transport::Transport;
 use slab::Slab;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice};
 
 /// Marks the end of a subscriber list (tokens are slab keys, far below this).
 pub const NO_SUBSCRIBER: u32 = u32::MAX;
@@ -59,7 +59,7 @@ pub fn node_parts(node: u32) -> (usize, Option<usize>) {
 
 /// A subscriber: its topic, its links in the topic's list, and the offset of the next byte to
 /// send in the topic's event stream. Packed to 4-byte alignment so that, with the connection's
-/// state tag and socket, a slab entry is 32 bytes.
+/// state tag, socket and TLS session pointer, a slab entry is 40 bytes.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, packed(4))]
 pub struct Subscriber {
@@ -107,19 +107,19 @@ impl Subscriber {
     /// All pending events go out in one `writev`.
     pub fn flush(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut Transport,
         log: Option<&EventLog>,
         bytes_sent: &mut u64,
     ) -> io::Result<Flush> {
         let Some(log) = log else {
-            return Ok(Flush::CaughtUp);
+            return caught_up(stream);
         };
         loop {
             let Some((front, back)) = log.pending_from(self.offset) else {
                 return Ok(Flush::FellBehind);
             };
             if front.is_empty() {
-                return Ok(Flush::CaughtUp);
+                return caught_up(stream);
             }
             match write_some(stream, &[IoSlice::new(front), IoSlice::new(back)])? {
                 Some(n) => {
@@ -144,7 +144,7 @@ const RUNS_PER_WRITE: usize = 16;
 /// bytes the socket took are then handed back to the members in the same order.
 pub fn flush_merged<'a>(
     members: &mut [Subscriber],
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     logs: impl Fn(u32) -> Option<&'a EventLog>,
     bytes_sent: &mut u64,
 ) -> io::Result<Flush> {
@@ -212,7 +212,7 @@ pub fn flush_merged<'a>(
             cursor[i] = run_end;
         }
         if n_runs == 0 {
-            return Ok(Flush::CaughtUp);
+            return caught_up(stream);
         }
         let Some(written) = write_some(stream, &slices[..n_slices])? else {
             return Ok(Flush::Blocked);
@@ -242,11 +242,21 @@ pub fn all_caught_up<'a>(
     members.iter().all(|m| m.is_caught_up(logs(m.topic)))
 }
 
+/// Nothing is left to hand over; over TLS, ciphertext of what was handed over may still wait
+/// for the socket (a write takes the plaintext whole and keeps what the socket did not take).
+fn caught_up(stream: &mut Transport) -> io::Result<Flush> {
+    Ok(if stream.flush_pending()? {
+        Flush::CaughtUp
+    } else {
+        Flush::Blocked
+    })
+}
+
 /// Sends bytes that are not in the log (a heartbeat, a gap notice) to a caught-up subscriber.
 /// They must go out whole or not at all, so that they never interleave with an event: a socket
 /// that takes only part of a few dozen bytes belongs to a client that has stopped reading, and is
 /// reported as fallen behind.
-pub fn send_whole(stream: &mut TcpStream, bytes: &[u8], bytes_sent: &mut u64) -> io::Result<Flush> {
+pub fn send_whole(stream: &mut Transport, bytes: &[u8], bytes_sent: &mut u64) -> io::Result<Flush> {
     match write_some(stream, &[IoSlice::new(bytes)])? {
         Some(n) if n == bytes.len() => {
             *bytes_sent += n as u64;
@@ -258,16 +268,8 @@ pub fn send_whole(stream: &mut TcpStream, bytes: &[u8], bytes_sent: &mut u64) ->
 }
 
 /// One vectored write: `Some(bytes)`, or `None` if the socket would block.
-pub fn write_some(stream: &mut TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<Option<usize>> {
-    loop {
-        match stream.write_vectored(bufs) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => return Ok(Some(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
+pub fn write_some(stream: &mut Transport, bufs: &[IoSlice<'_>]) -> io::Result<Option<usize>> {
+    stream.write_some(bufs)
 }
 
 /// A topic's subscribers: the head of the intrusive list, how many there are (parked ones
@@ -420,7 +422,8 @@ mod tests {
         client
             .set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
-        let mut server = TcpStream::from_std(server);
+        let peer = crate::requests::Peer { loopback: true };
+        let mut server = Transport::new(mio::net::TcpStream::from_std(server), peer, None).unwrap();
         let retention = Retention {
             max_events: 100_000,
             max_bytes: 1 << 30,
@@ -520,9 +523,11 @@ mod tests {
 
     #[test]
     fn a_subscriber_entry_stays_small() {
-        // The whole user-space cost of an idle subscriber is one of these in the slab: the
-        // socket (mio's TcpStream is the fd in release builds, plus a registry id in debug ones)
-        // and at most 32 bytes of state.
+        // The whole user-space cost of an idle plain-HTTP subscriber is one of these in the
+        // slab: the socket (mio's TcpStream is the fd in release builds, plus a registry id in
+        // debug ones), the pointer to a TLS session (absent for plain HTTP) and the state. A
+        // TLS subscriber adds its session (tls::tests).
+        use mio::net::TcpStream;
         use std::mem::size_of;
         // Also the state of one (connection, topic) pair of a multi-topic connection: its
         // members are a boxed slice of these, and nothing else is kept per topic.
@@ -530,8 +535,12 @@ mod tests {
         assert_eq!(size_of::<Box<[Subscriber]>>(), 16);
         let beyond_socket = size_of::<Connection>() - size_of::<TcpStream>();
         assert!(
-            beyond_socket <= 32,
+            beyond_socket <= 40,
             "a connection holds {beyond_socket} bytes besides its socket"
         );
+        // In release builds, the socket is 4 bytes: an entry is 40 bytes, 8 more than before
+        // TLS (the session pointer).
+        #[cfg(not(debug_assertions))]
+        assert!(size_of::<Connection>() <= 40, "{}", size_of::<Connection>());
     }
 }

@@ -96,6 +96,8 @@ fn the_unit_has_the_settings_operations_depends_on() {
         "CapabilityBoundingSet=",
         "PrivateTmp=yes",
         "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+        // certbot's deploy hook reloads the TLS certificate with `systemctl reload ssed`.
+        "ExecReload=/bin/kill -HUP $MAINPID",
     ] {
         assert!(settings.contains(&expected), "the unit lacks {expected}");
     }

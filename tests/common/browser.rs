@@ -46,6 +46,11 @@ impl Drop for Browser {
 
 /// Opens `url` in a fresh headless Chromium.
 pub fn open_browser(url: &str) -> Browser {
+    open_browser_with(url, &[])
+}
+
+/// Opens `url` in a fresh headless Chromium started with `extra` flags too.
+pub fn open_browser_with(url: &str, extra: &[&str]) -> Browser {
     static OPENED: AtomicUsize = AtomicUsize::new(0);
     let profile = std::env::temp_dir().join(format!(
         "ssed-chromium-{}-{}",
@@ -64,8 +69,9 @@ pub fn open_browser(url: &str) -> Browser {
             "--disable-sync",
             &format!("--user-data-dir={}", profile.display()),
             "--remote-debugging-port=0",
-            url,
         ])
+        .args(extra)
+        .arg(url)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod keys;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -303,17 +304,27 @@ pub fn the_largest_last_event_id_gets_the_gap_event_and_the_retained_events(daem
     assert_eq!(other.next_event().data, "e3");
 }
 
-/// An open SSE stream with a WHATWG-style parser over it.
-pub struct Subscription {
+/// An open SSE stream with a WHATWG-style parser over it: over TCP, or any other stream (TLS).
+pub struct Subscription<S: Read = TcpStream> {
     pub head: String,
-    reader: BufReader<TcpStream>,
+    reader: BufReader<S>,
     pub comments: Vec<String>,
     pub retry: Option<u64>,
 }
 
 impl Subscription {
     pub fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Subscription {
-        let mut stream = connect(addr);
+        Subscription::over(connect(addr), path, headers)
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+}
+
+impl<S: Read + Write> Subscription<S> {
+    /// Subscribes over an open connection.
+    pub fn over(mut stream: S, path: &str, headers: &[(&str, &str)]) -> Subscription<S> {
         let mut text =
             format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n");
         for (name, value) in headers {
@@ -334,6 +345,18 @@ impl Subscription {
             comments: Vec::new(),
             retry: None,
         }
+    }
+
+    /// Everything the server sends until it ends the stream; an error if it was not a clean
+    /// end (over TLS: no close_notify).
+    pub fn rest(&mut self) -> std::io::Result<String> {
+        let mut rest = String::new();
+        self.reader.read_to_string(&mut rest)?;
+        Ok(rest)
+    }
+
+    pub fn get_mut(&mut self) -> &mut S {
+        self.reader.get_mut()
     }
 
     /// The next dispatched event (comments and retry fields are collected on the way).
@@ -403,10 +426,6 @@ impl Subscription {
             }
         }
         self.comments.last().unwrap().clone()
-    }
-
-    pub fn stream(&self) -> &TcpStream {
-        self.reader.get_ref()
     }
 }
 
