@@ -208,3 +208,58 @@ fn path_templates_spread_subscribers_and_published_events_over_topics() {
     }
     assert!(subscriber.wait().success());
 }
+
+#[test]
+fn subscribers_of_three_topics_each_count_what_their_topics_get() {
+    let daemon = Daemon::start(&[]);
+    let addr = daemon.addr.to_string();
+    // fanout.sh --topics multi's shape in small: 20 subscribers of all, group/<i mod 2>, user/<i>.
+    let subscribe = [
+        "subscribe",
+        "--addr",
+        &addr,
+        "--path",
+        "/events?topic=all&topic=group/{i%2}&topic=user/{i}",
+        "--connections",
+        "20",
+        "--expect-events",
+        "3",
+        "--max-seconds",
+        "60",
+    ];
+    let mut subscriber = Bench::start(&subscribe);
+    assert_eq!(
+        subscriber.next_line("ready line"),
+        "ready established=20 failed=0 attempted=20"
+    );
+    // all, group/0, all, group/1: every subscriber gets both to all and the one to its group.
+    let publish = [
+        "publish",
+        "--addr",
+        &addr,
+        "--path",
+        "/events/all",
+        "--path",
+        "/events/group/{i%2}",
+        "--count",
+        "4",
+        "--rate",
+        "0",
+    ];
+    let mut publisher = Bench::start(&publish);
+    let published = publisher.next_line("publish summary");
+    assert!(
+        published.contains(r#""published":4,"errors":0,"#),
+        "{published}"
+    );
+    assert!(publisher.wait().success());
+    let summary = subscriber.next_line("subscribe summary");
+    for part in [
+        r#""events":60,"#,
+        r#""min_events_per_conn":3,"#,
+        r#""max_events_per_conn":3,"#,
+    ] {
+        assert!(summary.contains(part), "{part} not in {summary}");
+    }
+    assert!(subscriber.wait().success());
+}
