@@ -28,15 +28,17 @@
 #   --processes P      ssed-bench subscriber processes (default: ssed-bench's own)
 #   --topics multi     several topics per subscriber, ssed only (the default server then):
 #                      per phase (steady, saturate; the default phases then) two sub-runs, each
-#                      on a fresh server, in the same session: "single", N subscribers of
-#                      /events/all, events to all; and "multi", N subscribers each of 3 topics
-#                      (/events?topic=all&topic=group/{i%100}&topic=user/{i}), events published
-#                      in turn to all and group/k, k cycling 0..99. CPU per delivery counts the
-#                      events the subscribers received (an event to group/k reaches N/100 of
-#                      them, one to all reaches N), and each run gives the ratio multi / single
-#                      per phase; the bar is <= 1.2. --events defaults to 200 then and must be a
-#                      multiple of 200 (every group gets as many), and the order of the two
-#                      sub-runs alternates from run to run
+#                      on a fresh server, in the same session, both with events published in
+#                      turn to all and group/k, k cycling 0..99: "single", N subscribers of
+#                      /events/all (so the group events reach nobody); "multi", N subscribers
+#                      each of 3 topics (/events?topic=all&topic=group/{i%100}&topic=user/{i}).
+#                      The same publisher in both: at saturation, how many events a write
+#                      carries depends on how fast events come to all, which must not differ.
+#                      CPU per delivery counts the events the subscribers received (an event
+#                      to group/k reaches N/100 of them in multi, one to all reaches N), and
+#                      each run gives the ratio multi / single per phase; the bar is <= 1.2.
+#                      --events defaults to 200 then and must be a multiple of 200 (every group
+#                      gets as many); the order of the two sub-runs alternates from run to run
 #   --runs R           with --topics multi: runs, each with both sub-runs; the median ratio is
 #                      reported (default 1)
 #   --tls              over HTTPS: the TLS servers (default: ssed,go-hijack-tls,axum-tls,
@@ -121,17 +123,19 @@ jq -nc --arg stamp "$stamp" --arg command "$invocation" --argjson mem "$(mem_tot
       steady_events:$events,steady_rate:$rate,saturate_s:$sat,saturate_pipeline:$w,heartbeat_window_s:$hb,clk_tck:$tck,tls:$tls,
       topics:$topics,loadavg_before:$load}
       + if $topics == "multi" then {runs:$runs,multi_path:$mpath,multi_publish:["/events/all","/events/group/{i%100}"],
-                                   single_path:"/events/all",ratio_bar:1.2} else {} end' >"$out"
+                                   single_path:"/events/all",single_publish:["/events/all","/events/group/{i%100}"],
+                                   ratio_bar:1.2} else {} end' >"$out"
 
 # What the subscribers subscribe to and where events go: set by use_variant in multi mode.
 SUB_PATH=/events/bench PUB_PATHS=(--path /events/bench) EXPECT_PER_SUB=$events VARIANT=single RUN=1
 # use_variant single|multi: --topics multi's two sub-runs (see --help).
 use_variant() {
     VARIANT=$1
+    PUB_PATHS=(--path /events/all --path '/events/group/{i%100}')   # the same in both
     if [ "$1" = single ]; then
-        SUB_PATH=/events/all PUB_PATHS=(--path /events/all) EXPECT_PER_SUB=$events
+        SUB_PATH=/events/all EXPECT_PER_SUB=$((events / 2))   # every event to all
     else
-        SUB_PATH=$MULTI_SUB_PATH PUB_PATHS=(--path /events/all --path '/events/group/{i%100}')
+        SUB_PATH=$MULTI_SUB_PATH
         EXPECT_PER_SUB=$((events / 2 + events / 200))   # every event to all, 1 in 100 to its group
     fi
 }
@@ -183,15 +187,16 @@ drain() {
 
 # jq helpers shared by the result lines: CPU per delivered event, rounded to ns; deliveries
 # expected of P published events and E subscribers, and what a multi-mode row carries besides
-# (multi: events in turn to all (every subscriber) and group/k (subscribers i = k mod 100),
-# k = 0, 1, ...; counted as if all N subscribers were established, which E says they were).
+# (--topics multi: events in turn to all (every subscriber) and group/k, k = 0, 1, ..., which
+# reaches subscribers i = k mod 100 in the multi sub-run, nobody in the single one; counted as
+# if all N subscribers were established, which E says they were).
 JQ_DEFS='def per($x; $n): if ($n // 0) > 0 then ($x / $n * 1000 | round) / 1000 else null end;
 def expected($p; $e):
-    if $variant == "multi" then
+    if $multi | not then $p * $e else
         (($p + 1) / 2 | floor) as $all | ($p / 2 | floor) as $g
-        | $all * $e + ([range(0; 100)] | map((($g / 100 | floor) + (if . < $g % 100 then 1 else 0 end))
-                                          * (($n / 100 | floor) + (if . < $n % 100 then 1 else 0 end))) | add)
-    else $p * $e end;
+        | $all * $e + if $variant == "single" then 0 else
+            [range(0; 100)] | map((($g / 100 | floor) + (if . < $g % 100 then 1 else 0 end))
+                                  * (($n / 100 | floor) + (if . < $n % 100 then 1 else 0 end))) | add end end;
 def variant: if $multi then {kind:"run",topics:$variant,run:$run,sub_path:$sub_path} else {} end;'
 # The variables JQ_DEFS uses (with --argjson n, which every row has).
 jq_variant() { JQ_VARIANT=(--arg variant "$VARIANT" --argjson multi "$MULTI" --argjson run "$RUN" --arg sub_path "$SUB_PATH"); }
@@ -334,8 +339,8 @@ table() {
 }
 if [ "$MULTI" = true ]; then
     echo
-    echo "Fan-out to $subs subscribers: one topic each (single) against three each (multi: all,"
-    echo "group/<i mod 100>, user/<i>; events in turn to all and group/k). CPU = the server's"
+    echo "Fan-out to $subs subscribers: one topic each (single: all) against three each (multi: all,"
+    echo "group/<i mod 100>, user/<i>); in both, events in turn to all and group/k. CPU = the server's"
     echo "utime+stime (/proc/PID/stat, 1 tick = $((1000000 / CLK_TCK)) us) per event the subscribers received."
     echo
     table 'select(.kind == "run") | [.run, .server, .phase, .topics, "\(.delivered)/\(.expected)", .latency_us.p50, .latency_us.p99,

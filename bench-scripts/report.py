@@ -236,15 +236,23 @@ def multi_topic_section(out):
     meta = run[0]["_meta"]
     medians = sorted((r for r in run if r.get("kind") == "median"), key=lambda r: (order(r["server"]), PHASES.index(r["phase"])))
     subs = meta.get("subscribers", 0)
+    # Runs before the single sub-run had the same publisher published every event to all.
+    same_publisher = "single_publish" in meta
     out.append(f"## Fan-out: {subs:,} subscribers of three topics each, against one\n")
     out.append(
         f"`fanout.sh --topics multi`: per phase, two sub-runs on fresh servers in the same session: **single**, "
-        f"{subs:,} subscribers of `all` and every event published to `all`; **multi**, {subs:,} subscribers each "
-        "holding three topics on one connection (`/events?topic=all&topic=group/<i mod 100>&topic=user/<i>`) "
-        "and the events published in turn to `all` and `group/k`, k cycling 0..99, so that one event reaches all "
-        f"{subs:,} subscribers and the next the {subs // 100:,} of one group. CPU per delivery is ssed's utime + stime over "
-        "the phase divided by the events the subscribers received, in each sub-run; the ratio multi / single is "
-        "taken within each run, and its median is shown. "
+        f"{subs:,} subscribers of `all`; **multi**, {subs:,} subscribers each holding three topics on one connection "
+        "(`/events?topic=all&topic=group/<i mod 100>&topic=user/<i>`). "
+        + (
+            "In both, the events are published in turn to `all` and `group/k`, k cycling 0..99: one event reaches all "
+            f"{subs:,} subscribers, the next the {subs // 100:,} of one group in *multi* and nobody in *single* (the same "
+            "publisher in both, as the events a write carries at saturation depend on how fast events come to `all`). "
+            if same_publisher
+            else "In *single* every event is published to `all`; in *multi* in turn to `all` and `group/k`, k cycling "
+            f"0..99, so that one event reaches all {subs:,} subscribers and the next the {subs // 100:,} of one group. "
+        )
+        + "CPU per delivery is ssed's utime + stime over the phase divided by the events the subscribers received, in "
+        "each sub-run; the ratio multi / single is taken within each run, and its median is shown. "
         f"*steady*: {meta.get('steady_events', '?')} events at {meta.get('steady_rate', '?')}/s; *saturation*: published as "
         f"fast as the publisher can for {meta.get('saturate_s', '?')} s (pipeline {meta.get('saturate_pipeline', '?')}). "
         f"Bar: ratio ≤ {meta.get('ratio_bar', 1.2)}. The machine's load average (1 min) was "
