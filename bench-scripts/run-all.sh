@@ -28,7 +28,7 @@ if [ "$quick" = 1 ]; then
     bench-scripts/memory.sh --no-build --servers ssed --topics multi --counts 1000 --runs 1
     bench-scripts/fanout.sh --no-build --servers ssed,ssed-1w,floor --subscribers 1000 \
         --events 20 --saturate-seconds 3 --heartbeat-seconds 3
-    bench-scripts/fanout.sh --no-build --topics multi --subscribers 1000 --saturate-seconds 3
+    bench-scripts/fanout.sh --no-build --topics multi --subscribers 1000 --rate 20 --saturate-seconds 3
     bench-scripts/scale.sh --heartbeat 2 20000
     bench-scripts/abuse.sh --no-build --quick
 else
