@@ -102,6 +102,8 @@ impl Worker {
     ) -> io::Result<Worker> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        // A loop that has not polled yet is not stuck: /livez counts from here.
+        hub.worker_stats[index].turned();
         let now = Instant::now();
         Ok(Worker {
             index,
@@ -265,6 +267,11 @@ impl Worker {
     /// Closes the subscribers a pass could not write to; keeps the buffer for reuse.
     fn settle(&mut self, mut failed: Vec<(usize, io::Result<Flush>)>) {
         for (token, outcome) in failed.drain(..) {
+            // A pass may find a connection behind more than once (a multi-topic connection in
+            // each of its topics' passes, a topic's rerun): it is closed, and counted, once.
+            if !self.conns.contains(token) {
+                continue;
+            }
             match outcome {
                 Ok(Flush::CaughtUp | Flush::Blocked) => {}
                 Ok(Flush::FellBehind) => {
