@@ -298,7 +298,9 @@ wait_ready() {
     local f=$1 pid=$2 t=$3 i
     for i in $(seq $((t * 10))); do
         grep -q '^ready ' "$f" 2>/dev/null && return 0
-        alive "$pid" || { cat "$f" "$f.err" >&2 2>/dev/null; die "ssed-bench exited before ready"; }
+        # (grep again: it may have printed "ready" and exited since the first look)
+        alive "$pid" || grep -q '^ready ' "$f" 2>/dev/null \
+            || { cat "$f" "$f.err" >&2 2>/dev/null; die "ssed-bench exited before ready"; }
         sleep 0.1
     done
     die "ssed-bench not ready after ${t}s"

@@ -14,7 +14,9 @@
 #   --counts  a,b,c   subscriber counts (default: 1000,10000,18000)
 #   --runs R          runs per point; the median is reported (default: 3)
 #   --topics MODE     single: all on /events/bench (default);
-#                     per-connection: one topic each, /events/t{i}
+#                     per-connection: one topic each, /events/t{i};
+#                     multi: ssed only (the default server then), each subscriber on three
+#                     topics: /events?topic=all&topic=group/{i%100}&topic=user/{i}
 #   --processes P     ssed-bench subscriber processes (default: ssed-bench's own)
 #   --auth            ssed only: start it with --jwt-key and give each subscriber a token of
 #                     its own (HS256, exp an hour ahead, granting its topic), so that the
@@ -58,7 +60,9 @@ while [ $# -gt 0 ]; do
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
-case $topics in single|per-connection) ;; *) die "--topics single|per-connection" ;; esac
+case $topics in single|per-connection|multi) ;; *) die "--topics single|per-connection|multi" ;; esac
+# Several topics on one connection is ssed's own interface: the others have no such request.
+[ -n "$servers" ] || [ "$topics" != multi ] || servers=ssed
 if [ -z "$servers" ]; then if [ "$TLS" = 1 ]; then servers=$TLS_SERVERS; else servers=$ALL_SERVERS; fi; fi
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
 for n in $(split_csv "$counts"); do
@@ -66,13 +70,14 @@ for n in $(split_csv "$counts"); do
         || die "count $n: must be 1..19000 (20,000 open files per process)"
 done
 
+for s in $(split_csv "$servers"); do   # before building anything
+    case $s in ssed|ssed-1w) continue ;; esac
+    [ "$auth" = false ] || die "--auth measures ssed only (not $s): give --servers ssed"
+    [ "$topics" != multi ] || die "--topics multi measures ssed only (not $s: one topic per request): give --servers ssed"
+done
+
 prepare_servers "$servers" "$build"
 todo=("${AVAILABLE[@]}")
-if [ "$auth" = true ]; then
-    for s in "${todo[@]}"; do
-        case $s in ssed|ssed-1w) ;; *) die "--auth measures ssed only (not $s): give --servers ssed" ;; esac
-    done
-fi
 
 # mint_tokens SECRET N FILE: N HS256 tokens, line i granting connection i's topic, exp an hour
 # ahead. The Python standard library mints them in a second; `ssed token` would take a process
@@ -85,8 +90,8 @@ b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
 enc = lambda o: b64(json.dumps(o, separators=(",", ":")).encode())
 head, exp = enc({"alg": "HS256", "typ": "JWT"}), int(time.time()) + 3600
 for i in range(n):
-    topic = "bench" if topics == "single" else f"t{i}"
-    signing = head + b"." + enc({"sub": f"user-{i}", "exp": exp, "ssed": {"subscribe": [topic]}})
+    grant = {"single": ["bench"], "per-connection": [f"t{i}"], "multi": ["all", f"group/{i % 100}", f"user/{i}"]}[topics]
+    signing = head + b"." + enc({"sub": f"user-{i}", "exp": exp, "ssed": {"subscribe": grant}})
     sig = b64(hmac.new(secret, signing, hashlib.sha256).digest())
     print((signing + b"." + sig).decode())
 PY
@@ -145,7 +150,10 @@ kernel_quiet() {
 # subshell would escape the trap.)
 one_run() {
     local s=$1 n=$2 r=$3 path=/events/bench blog bpid
-    [ "$topics" = per-connection ] && path='/events/t{i}'
+    case $topics in
+        per-connection) path='/events/t{i}' ;;
+        multi) path='/events?topic=all&topic=group/{i%100}&topic=user/{i}' ;;
+    esac
     kernel_quiet "$n"
     local auth_server=() auth_bench=()
     if [ "$auth" = true ]; then
@@ -187,7 +195,10 @@ one_run() {
     abort_server_conns   # no TIME_WAIT left for the next runs' Slab readings
     stop "$bpid"
     stop_server
-    [ "${est:-0}" -gt 0 ] || die "$s N=$n: no subscriber established"
+    if [ "${est:-0}" = 0 ]; then
+        [ "$topics" != multi ] || die "$s N=$n: no subscriber established: does this build serve $path (several topics on one connection)?"
+        die "$s N=$n: no subscriber established"
+    fi
     jq -nc --arg server "$s" --arg topics "$topics" --argjson auth "$auth" --argjson n "$n" --argjson run "$r" \
         --argjson est "$est" --argjson failed "$failed" \
         --argjson rss0 "$rss0" --argjson rss1 "$rss1" --argjson slab0 "$slab0" --argjson slab1 "$slab1" \
@@ -258,6 +269,12 @@ jq -r 'select(.kind=="median") | [.server, .n, .established_min, .user_bytes_per
     done
 jq -r 'select(.kind=="median" and .user_parts) | "\(.server) N=\(.n): user B/conn = " +
        (.user_parts | to_entries | map("\(.key) \(.value)") | join(" + "))' "$out"
+# ssed's bars on user space per subscriber, from N = 10,000 (below, a few pages of RSS
+# move the figure); report.py states the same ones on the page.
+bar=$(case $topics+$auth in single+false) echo 64 ;; single+true) echo 96 ;; *) echo 256 ;; esac)
+jq -r --argjson bar "$bar" 'select(.kind=="median" and (.server|startswith("ssed")) and .n >= 10000) |
+       "\(.server) N=\(.n): \(.user_bytes_per_conn) B/conn user space, bar <= \($bar) B: " +
+       (if .user_bytes_per_conn <= $bar then "PASS" else "FAIL" end)' "$out"
 if jq -se 'any(.kind=="median" and .disturbed_runs > 0)' "$out" >/dev/null; then
     echo "! every run of this point was disturbed by other socket activity: kernel figure unreliable"
 fi

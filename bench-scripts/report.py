@@ -75,6 +75,10 @@ def provenance(metas):
     return "\n".join(sorted(set(lines)))
 
 
+# ssed's bars on user space per idle subscriber, by kind of point (memory.sh prints the same).
+BARS = {"single": 64, "single+auth": 96, "per-connection": 256, "multi": 256, "multi+auth": 256}
+
+
 def memory_section(out):
     rows = [r for r in load("memory") if r.get("kind") == "median"]
     if not rows:
@@ -98,6 +102,7 @@ def memory_section(out):
         ("single", "All subscribers on one topic"),
         ("per-connection", "One topic per subscriber"),
         ("single+auth", "One topic, each subscriber with its own token (HS256, `exp` one hour ahead)"),
+        ("multi", "Three topics per subscriber, in one request: `GET /events?topic=all&topic=group/<i mod 100>&topic=user/<i>`"),
     ):
         servers = sorted({s for (s, t, _) in table if t == topics}, key=order)
         if not servers:
@@ -114,7 +119,7 @@ def memory_section(out):
         out.append("")
     ssed_rows = [table[k] for k in table if k[0] == "ssed"]
     for r in ssed_rows:
-        r["_bar"] = {"single": 64, "single+auth": 96}.get(r["topics"], 256)
+        r["_bar"] = BARS.get(r["topics"], 256)
     verdicts = [
         f"{'meets' if r['user_bytes_per_conn'] <= r['_bar'] else 'MISSES'} the {r['_bar']}-byte bar at {r['n']:,} ({r['topics']} topics: {fmt(r['user_bytes_per_conn'])} B)"
         for r in sorted(ssed_rows, key=lambda r: (r["topics"], r["n"]))
@@ -170,8 +175,14 @@ def chart(table, path):
         f.write("\n".join(svg) + "\n")
 
 
+def fanout_rows(multi):
+    """fanout.sh's rows: those of its --topics multi runs (several topics per subscriber against
+    one, in the same session), or all the others."""
+    return [r for r in load("fanout") if (r["_meta"].get("topics") == "multi") == multi]
+
+
 def fanout_section(out):
-    rows = load("fanout")
+    rows = fanout_rows(multi=False)
     if not rows:
         return
     table = latest(rows, lambda r: (r["server"], r["phase"], r["subscribers"]))
@@ -209,6 +220,67 @@ def fanout_section(out):
                 + " The load generator shares the same two cores, which caps what a second worker can show here.\n"
             )
     out.append("Produced by:\n\n" + provenance({json.dumps(r["_meta"], sort_keys=True): r["_meta"] for r in table.values()}.values()) + "\n")
+
+
+PHASES = ["steady", "saturate", "heartbeat"]
+
+
+def multi_topic_section(out):
+    """The newest `fanout.sh --topics multi` run, whole: its ratios compare sub-runs of the same
+    session, so rows of different runs are never mixed."""
+    rows = fanout_rows(multi=True)
+    if not rows:
+        return
+    newest = max(stamp(r) for r in rows)
+    run = [r for r in rows if stamp(r) == newest]
+    meta = run[0]["_meta"]
+    medians = sorted((r for r in run if r.get("kind") == "median"), key=lambda r: (order(r["server"]), PHASES.index(r["phase"])))
+    subs = meta.get("subscribers", 0)
+    # Runs before the single sub-run had the same publisher published every event to all.
+    same_publisher = "single_publish" in meta
+    out.append(f"## Fan-out: {subs:,} subscribers of three topics each, against one\n")
+    out.append(
+        f"`fanout.sh --topics multi`: per phase, two sub-runs on fresh servers in the same session: **single**, "
+        f"{subs:,} subscribers of `all`; **multi**, {subs:,} subscribers each holding three topics on one connection "
+        "(`/events?topic=all&topic=group/<i mod 100>&topic=user/<i>`). "
+        + (
+            "In both, the events are published in turn to `all` and `group/k`, k cycling 0..99: one event reaches all "
+            f"{subs:,} subscribers, the next the {subs // 100:,} of one group in *multi* and nobody in *single* (the same "
+            "publisher in both, as the events a write carries at saturation depend on how fast events come to `all`). "
+            if same_publisher
+            else "In *single* every event is published to `all`; in *multi* in turn to `all` and `group/k`, k cycling "
+            f"0..99, so that one event reaches all {subs:,} subscribers and the next the {subs // 100:,} of one group. "
+        )
+        + "CPU per delivery is ssed's utime + stime over the phase divided by the events the subscribers received, in "
+        "each sub-run; the ratio multi / single is taken within each run, and its median is shown. "
+        f"*steady*: {meta.get('steady_events', '?')} events at {meta.get('steady_rate', '?')}/s; *saturation*: published as "
+        f"fast as the publisher can for {meta.get('saturate_s', '?')} s (pipeline {meta.get('saturate_pipeline', '?')}). "
+        f"Bar: ratio ≤ {meta.get('ratio_bar', 1.2)}. The machine's load average (1 min) was "
+        f"{(meta.get('loadavg_before') or ['?'])[0]} before the run.\n"
+    )
+    out.append("| server | phase | CPU µs per delivery, one topic | CPU µs per delivery, three topics | ratio (median) | ratio range | runs | verdict |")
+    out.append("|---|---|---|---|---|---|---|---|")
+    for m in medians:
+        verdict = "meets the bar" if m["pass"] else "**misses the bar**"
+        if m["ratio_range"][0] <= m["bar"] < m["ratio_range"][1]:
+            verdict += " (median; the runs fall on both sides of it)"
+        out.append(
+            f"| {LABELS.get(m['server'], m['server'])} | {m['phase']} | {m['single_cpu_us_per_delivery']:g} | {m['multi_cpu_us_per_delivery']:g} "
+            f"| {m['ratio']:g} | {m['ratio_range'][0]:g}–{m['ratio_range'][1]:g} | {m['runs']} | {verdict} |"
+        )
+    out.append("")
+    out.append("Each sub-run:\n")
+    out.append("| run | server | phase | topics per subscriber | delivered / expected | latency p50 / p99 (ms) | ssed CPU (s) | CPU µs per delivery |")
+    out.append("|---|---|---|---|---|---|---|---|")
+    for r in sorted((r for r in run if r.get("kind") == "run"), key=lambda r: (r["run"], order(r["server"]), PHASES.index(r["phase"]), r["topics"] != "single")):
+        lat = r.get("latency_us") or {}
+        latency = f"{ms(lat['p50'])} / {ms(lat['p99'])}" if lat.get("samples") else "–"
+        out.append(
+            f"| {r['run']} | {LABELS.get(r['server'], r['server'])} | {r['phase']} | {1 if r['topics'] == 'single' else 3} "
+            f"| {r['delivered']:,} / {r['expected']:,} | {latency} | {r['server_cpu_us'] / 1e6:g} | {r['cpu_us_per_delivery']:g} |"
+        )
+    out.append("")
+    out.append("Produced by:\n\n" + provenance([meta]) + "\n")
 
 
 ABUSE_PHASES = ["none", "pipeline", "garbage", "trickle-cl", "trickle-chunked", "slowloris", "oneshot", "storm", "flood"]
@@ -319,7 +391,7 @@ def losses_section(out, memory):
         for s, r in single.items():
             if s != "ssed" and r["user_bytes_per_conn"] < single["ssed"]["user_bytes_per_conn"]:
                 lines.append(f"- Memory: {LABELS[s]} keeps {fmt(r['user_bytes_per_conn'])} B of user space per idle connection at {r['n']:,}, ssed {fmt(single['ssed']['user_bytes_per_conn'])} B.")
-    fanout = latest(load("fanout"), lambda r: (r["server"], r["phase"], r["subscribers"]))
+    fanout = latest(fanout_rows(multi=False), lambda r: (r["server"], r["phase"], r["subscribers"]))
     metrics = [
         ("steady", "cpu_us_per_delivery", "CPU per delivered event at a steady rate", "µs", False),
         ("steady", "latency_us.p50", "median delivery latency at a steady rate", "µs", False),
@@ -403,6 +475,7 @@ def main():
     ]
     table = memory_section(out)
     fanout_section(out)
+    multi_topic_section(out)
     scale_section(out)
     auth_section(out)
     abuse_section(out)

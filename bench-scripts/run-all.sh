@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run-all.sh: every benchmark behind docs/benchmarks.md, one after the other (two benchmarks
 # sharing this machine would measure each other), into docs/benchmark-data/, then regenerates
-# docs/benchmarks.md and its chart with report.py. Takes about an hour on 2 cores.
+# docs/benchmarks.md and its chart with report.py. Takes over an hour on 2 cores.
 #
 #   --quick   small counts and one run per point, to check the pipeline (figures not for publishing)
 set -euo pipefail
@@ -25,14 +25,18 @@ rm -f "$SSED_BENCH_RESULTS"/memory-*.jsonl "$SSED_BENCH_RESULTS"/fanout-*.jsonl 
 if [ "$quick" = 1 ]; then
     bench-scripts/memory.sh --counts 1000 --runs 1
     bench-scripts/memory.sh --no-build --servers ssed --topics per-connection --counts 1000 --runs 1
+    bench-scripts/memory.sh --no-build --servers ssed --topics multi --counts 1000 --runs 1
     bench-scripts/fanout.sh --no-build --servers ssed,ssed-1w,floor --subscribers 1000 \
         --events 20 --saturate-seconds 3 --heartbeat-seconds 3
+    bench-scripts/fanout.sh --no-build --topics multi --subscribers 1000 --rate 20 --saturate-seconds 3
     bench-scripts/scale.sh --heartbeat 2 20000
     bench-scripts/abuse.sh --no-build --quick
 else
     # Memory per idle subscriber: every server, one topic; then ssed with a topic per subscriber.
     bench-scripts/memory.sh --counts 1000,10000,18000 --runs 3
     bench-scripts/memory.sh --no-build --servers ssed --topics per-connection --counts 10000,18000 --runs 3
+    # ssed with three topics per subscriber in one request (all, group/<i mod 100>, user/<i>).
+    bench-scripts/memory.sh --no-build --servers ssed --topics multi --counts 10000,18000 --runs 3
     # ssed with a token per subscriber (an expiry to keep for each).
     bench-scripts/memory.sh --no-build --servers ssed --auth --counts 10000,18000 --runs 3
     # Token verifications per core, and 10,000 subscribers with ES256 tokens connecting at once.
@@ -43,6 +47,8 @@ else
         --subscribers 10000
     # One broadcast pass to 18,000 subscribers.
     bench-scripts/fanout.sh --no-build --servers ssed --subscribers 18000 --phases steady
+    # CPU per delivery with three topics per subscriber against one, in the same session (~8 min).
+    bench-scripts/fanout.sh --no-build --topics multi --runs 3
     # Beyond one process, through Redis; and what the machine refuses.
     bench-scripts/scale.sh --no-build 100000
     bench-scripts/scale.sh --no-build --heartbeat 30 --check 1200000 \

@@ -152,3 +152,114 @@ fn subscribers_present_tokens_from_the_command_line_a_file_or_as_a_cookie() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn path_templates_spread_subscribers_and_published_events_over_topics() {
+    let daemon = Daemon::start(&[]);
+    let addr = daemon.addr.to_string();
+    // Six subscribers, two on each of g0, g1, g2 ({i%3}).
+    let subscribe = [
+        "subscribe",
+        "--addr",
+        &addr,
+        "--path",
+        "/events/g{i%3}",
+        "--connections",
+        "6",
+        "--expect-events",
+        "2",
+        "--max-seconds",
+        "60",
+    ];
+    let mut subscriber = Bench::start(&subscribe);
+    assert_eq!(
+        subscriber.next_line("ready line"),
+        "ready established=6 failed=0 attempted=6"
+    );
+    // Round-robin: events 0, 2, 4, ... to `none` (no subscriber), 1, 3, 5, ... to g0, g1, g2, g0, ...
+    let publish = [
+        "publish",
+        "--addr",
+        &addr,
+        "--path",
+        "/events/none",
+        "--path",
+        "/events/g{i%3}",
+        "--count",
+        "12",
+        "--rate",
+        "0",
+    ];
+    let mut publisher = Bench::start(&publish);
+    let published = publisher.next_line("publish summary");
+    assert!(
+        published.contains(r#""published":12,"errors":0,"#),
+        "{published}"
+    );
+    assert!(publisher.wait().success());
+    // Each g topic got 2 of the 6 events there, each of which reached its 2 subscribers.
+    let summary = subscriber.next_line("subscribe summary");
+    for part in [
+        r#""events":12,"#,
+        r#""min_events_per_conn":2,"#,
+        r#""max_events_per_conn":2,"#,
+    ] {
+        assert!(summary.contains(part), "{part} not in {summary}");
+    }
+    assert!(subscriber.wait().success());
+}
+
+#[test]
+fn subscribers_of_three_topics_each_count_what_their_topics_get() {
+    let daemon = Daemon::start(&[]);
+    let addr = daemon.addr.to_string();
+    // fanout.sh --topics multi's shape in small: 20 subscribers of all, group/<i mod 2>, user/<i>.
+    let subscribe = [
+        "subscribe",
+        "--addr",
+        &addr,
+        "--path",
+        "/events?topic=all&topic=group/{i%2}&topic=user/{i}",
+        "--connections",
+        "20",
+        "--expect-events",
+        "3",
+        "--max-seconds",
+        "60",
+    ];
+    let mut subscriber = Bench::start(&subscribe);
+    assert_eq!(
+        subscriber.next_line("ready line"),
+        "ready established=20 failed=0 attempted=20"
+    );
+    // all, group/0, all, group/1: every subscriber gets both to all and the one to its group.
+    let publish = [
+        "publish",
+        "--addr",
+        &addr,
+        "--path",
+        "/events/all",
+        "--path",
+        "/events/group/{i%2}",
+        "--count",
+        "4",
+        "--rate",
+        "0",
+    ];
+    let mut publisher = Bench::start(&publish);
+    let published = publisher.next_line("publish summary");
+    assert!(
+        published.contains(r#""published":4,"errors":0,"#),
+        "{published}"
+    );
+    assert!(publisher.wait().success());
+    let summary = subscriber.next_line("subscribe summary");
+    for part in [
+        r#""events":60,"#,
+        r#""min_events_per_conn":3,"#,
+        r#""max_events_per_conn":3,"#,
+    ] {
+        assert!(summary.contains(part), "{part} not in {summary}");
+    }
+    assert!(subscriber.wait().success());
+}

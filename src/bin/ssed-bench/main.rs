@@ -6,7 +6,11 @@
 //!   and bytes and timing every event whose data is `t=<unix micros>`. It ends with one JSON
 //!   summary line.
 //! * `publish` POSTs `t=<unix micros>` events over one persistent HTTP/1.1 connection at a
-//!   fixed rate and ends with one JSON summary line.
+//!   fixed rate, round-robin over its paths if given several, and ends with one JSON summary
+//!   line.
+//!
+//! Paths are templates: `{i}` is the connection index (publish: the events sent to that path
+//! before), `{i%N}` that index modulo N (`expand`).
 //!
 //! Shape: `subscribe` is one edge-triggered mio loop per process. A connection is a 48-byte
 //! `Conn` in a Vec indexed by its mio token, all reads share one buffer, and the SSE parser is
@@ -83,8 +87,9 @@ struct SubscribeArgs {
     /// Server address, HOST:PORT
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
     addr: String,
-    /// Subscribe path; `{i}` is replaced by the connection index (one topic per connection)
-    #[arg(long, value_name = "PATH", default_value = "/events/bench")]
+    /// Subscribe path; `{i}` is replaced by the connection index (one topic per connection),
+    /// `{i%N}` by the index modulo N (e.g. `/events?topic=all&topic=group/{i%100}`)
+    #[arg(long, value_name = "PATH", default_value = "/events/bench", value_parser = template)]
     path: String,
     /// Number of subscriptions
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = positive())]
@@ -140,9 +145,10 @@ struct PublishArgs {
     /// Server address, HOST:PORT
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
     addr: String,
-    /// Publish path
-    #[arg(long, value_name = "PATH", default_value = "/events/bench")]
-    path: String,
+    /// Publish path; given several times, events go to the paths in turn. `{i}` / `{i%N}` as
+    /// in subscribe, the index being the number of events sent to that path before
+    #[arg(long = "path", value_name = "PATH", default_value = "/events/bench", value_parser = template)]
+    paths: Vec<String>,
     /// Events to publish
     #[arg(long, value_name = "K", default_value_t = 100)]
     count: u64,
@@ -201,6 +207,43 @@ fn load_tokens(a: &SubscribeArgs) -> Result<Vec<String>, Failure> {
         ));
     }
     Ok(tokens)
+}
+
+/// Checks a `--path` template: its `{...}` fields are `{i}` or `{i%N}` with N ≥ 1.
+fn template(s: &str) -> Result<String, String> {
+    if s.len() > 8192 {
+        return Err("longer than 8192 bytes".into());
+    }
+    expand(s, 0).map(|_| s.to_string())
+}
+
+/// `template` with `{i}` replaced by `index` and `{i%N}` by `index % N`.
+fn expand(template: &str, index: u64) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let Some(len) = rest[open..].find('}') else {
+            return Err(format!("unclosed `{{` in `{template}`"));
+        };
+        let field = &rest[open + 1..open + len];
+        let value = match field
+            .strip_prefix('i')
+            .map(|m| m.strip_prefix('%').map(str::parse::<u64>))
+        {
+            Some(None) if field == "i" => index,
+            Some(Some(Ok(n))) if n > 0 => index % n,
+            _ => {
+                return Err(format!(
+                    "`{{{field}}}` in `{template}`: not {{i}} or {{i%N}}, N ≥ 1"
+                ))
+            }
+        };
+        out.push_str(&value.to_string());
+        rest = &rest[open + len + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 fn positive() -> clap::builder::RangedI64ValueParser<u32> {
@@ -275,5 +318,42 @@ fn source_ip(base: Ipv4Addr, offset: u64) -> Result<Ipv4Addr, Failure> {
         _ => Err(usage!(
             "source {base} + {offset} is outside 127.0.0.0/8, the only one allowed"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand;
+
+    #[test]
+    fn path_templates_expand_the_index_and_the_index_modulo_n() {
+        let three = "/events?topic=all&topic=group/{i%100}&topic=user/{i}";
+        assert_eq!(
+            expand(three, 12345).unwrap(),
+            "/events?topic=all&topic=group/45&topic=user/12345"
+        );
+        assert_eq!(
+            expand(three, 7).unwrap(),
+            "/events?topic=all&topic=group/7&topic=user/7"
+        );
+        assert_eq!(expand("/events/t{i}", 0).unwrap(), "/events/t0");
+        assert_eq!(expand("/{i%1}/{i%3}{i}", 5).unwrap(), "/0/25");
+        assert_eq!(expand("/events/bench", 9).unwrap(), "/events/bench");
+        assert_eq!(expand("", 9).unwrap(), "");
+        // %2F and the like pass through: only `{...}` fields are expanded.
+        assert_eq!(
+            expand("/events?topic=a%2F{i}", 4).unwrap(),
+            "/events?topic=a%2F4"
+        );
+    }
+
+    #[test]
+    fn path_templates_refuse_unknown_fields() {
+        for bad in [
+            "/{i%0}", "/{i%}", "/{i%x}", "/{j}", "/{}", "/{i", "/{i%-1}", "/{ i}",
+        ] {
+            let err = expand(bad, 1).unwrap_err();
+            assert!(err.contains(bad), "{bad}: {err}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::http::take_response;
 use crate::tls::{self, Blocking};
-use crate::{resolve, secs, unix_micros, Failure, PublishArgs, SIGNAL};
+use crate::{expand, resolve, secs, unix_micros, Failure, PublishArgs, SIGNAL};
 
 pub fn run_publish(a: &PublishArgs) -> Result<(), Failure> {
     let addr = resolve(&a.addr)?;
@@ -60,7 +60,10 @@ pub fn run_publish(a: &PublishArgs) -> Result<(), Failure> {
             now
         };
         if can_send && now >= due {
-            build_publish(&mut request, a, unix_micros());
+            // Round-robin over the paths; `{i}` counts the events sent to this one before.
+            let (turn, paths) = (sent as usize % a.paths.len(), a.paths.len() as u64);
+            let path = expand(&a.paths[turn], sent / paths).expect("--path is checked when parsed");
+            build_publish(&mut request, a, &path, unix_micros());
             sent += 1;
             in_flight += 1;
             if let Err(e) = conn.write_all(&request) {
@@ -137,11 +140,11 @@ pub fn run_publish(a: &PublishArgs) -> Result<(), Failure> {
     failure.map_or(Ok(()), Err)
 }
 
-fn build_publish(request: &mut Vec<u8>, a: &PublishArgs, t: u64) {
+fn build_publish(request: &mut Vec<u8>, a: &PublishArgs, path: &str, t: u64) {
     let stamp = format!("t={t}");
     let padding = a.size.saturating_sub(stamp.len());
     request.clear();
-    _ = write!(request, "POST {} HTTP/1.1\r\nHost: {}\r\n", a.path, a.addr);
+    _ = write!(request, "POST {path} HTTP/1.1\r\nHost: {}\r\n", a.addr);
     if let Some(token) = &a.token {
         _ = write!(request, "Authorization: Bearer {token}\r\n");
     }
