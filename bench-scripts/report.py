@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Writes docs/benchmarks.md and docs/memory-per-connection.svg from the JSON lines that
 memory.sh, fanout.sh, scale.sh and abuse.sh wrote into docs/benchmark-data/ (run-all.sh runs them there).
+Lines with "tls": true (memory.sh --tls, fanout.sh --tls) go to the TLS sections only.
 
 Nothing in the page is typed by hand: every figure is read from those files, each table says
 which run (date, commit, command) it comes from, and when a point was measured several times the
 page shows the median the scripts computed. Usage: bench-scripts/report.py [DATA_DIR]
 """
+import datetime
 import glob
 import json
 import os
@@ -23,6 +25,27 @@ LABELS = {
     "axum": "axum Sse (tokio)",
     "nginx-nchan": "nginx + nchan",
 }
+# Over TLS (memory.sh --tls, fanout.sh --tls): ssed and ssed-1w keep their names there.
+TLS_SERVERS = ["ssed", "ssed-1w", "go-hijack-tls", "axum-tls", "nginx-tls", "nginx-nchan-tls"]
+TLS_LABELS = {
+    "ssed": "ssed (its own TLS: rustls)",
+    "ssed-1w": "ssed --workers 1 (rustls)",
+    "go-hijack-tls": "Go Hijacker + crypto/tls",
+    "axum-tls": "axum Sse + rustls (axum-server)",
+    "nginx-tls": "nginx TLS in front of ssed (both)",
+    "nginx-nchan-tls": "nginx + nchan, TLS",
+}
+# The chart's labels must fit in its 190 px left margin.
+TLS_CHART_LABELS = {
+    "ssed": "ssed (rustls)",
+    "ssed-1w": "ssed --workers 1 (rustls)",
+    "go-hijack-tls": "Go Hijacker + crypto/tls",
+    "axum-tls": "axum + rustls",
+    "nginx-tls": "nginx TLS → ssed",
+    "nginx-nchan-tls": "nginx + nchan (TLS)",
+}
+# ssed's bar on user space per idle TLS subscriber at N >= 10,000, and the stretch goal.
+TLS_BAR, TLS_STRETCH = 4096, 2048
 
 
 def load(bench):
@@ -47,6 +70,29 @@ def stamp(row):
     return row.get("stamp") or row["_meta"].get("stamp", "")
 
 
+def is_tls(row):
+    """A line of a --tls run (the flag is on the run and median lines and on the meta line)."""
+    return bool(row.get("tls", row.get("_meta", {}).get("tls", False)))
+
+
+def when(s):
+    """A run's stamp (20261203-084337) as a datetime, or None."""
+    try:
+        return datetime.datetime.strptime(s, "%Y%m%d-%H%M%S")
+    except (TypeError, ValueError):
+        return None
+
+
+def span(a, b):
+    """How far apart two stamps are, in words."""
+    ta, tb = when(a), when(b)
+    if not ta or not tb:
+        return "at an unknown distance in time"
+    minutes = round(abs((tb - ta).total_seconds()) / 60)
+    size = f"{minutes} min" if minutes < 120 else f"{minutes / 60:.1f} h" if minutes < 48 * 60 else f"{minutes / 1440:.0f} days"
+    return f"{size} {'before' if ta <= tb else 'after'}"
+
+
 def latest(rows, key):
     """For each key, the row of the newest run."""
     picked = {}
@@ -57,6 +103,14 @@ def latest(rows, key):
 
 def order(server):
     return SERVERS.index(server) if server in SERVERS else len(SERVERS)
+
+
+def tls_order(server):
+    return TLS_SERVERS.index(server) if server in TLS_SERVERS else len(TLS_SERVERS)
+
+
+def tls_label(server):
+    return TLS_LABELS.get(server, server)
 
 
 def fmt(n):
@@ -80,7 +134,7 @@ BARS = {"single": 64, "single+auth": 96, "per-connection": 256, "multi": 256, "m
 
 
 def memory_section(out):
-    rows = [r for r in load("memory") if r.get("kind") == "median"]
+    rows = [r for r in load("memory") if r.get("kind") == "median" and not is_tls(r)]
     if not rows:
         return {}
     # A run with a token per subscriber (--auth) is its own kind of point.
@@ -132,20 +186,27 @@ def memory_section(out):
     return table
 
 
-def chart(table, path):
+def chart(table, path, tls_table=None):
     """Horizontal bars, log scale: user-space and kernel bytes per connection per server, at the
-    largest N measured with one topic."""
-    biggest = {}
-    for (s, t, n), r in table.items():
-        if t == "single" and n >= biggest.get(s, (0, None))[0]:
-            biggest[s] = (n, r)
+    largest N measured with one topic; below, when there are TLS runs, the same over TLS."""
+    def largest(t):
+        biggest = {}
+        for (s, topics, n), r in t.items():
+            if topics == "single" and n >= biggest.get(s, (0, None))[0]:
+                biggest[s] = (n, r)
+        return biggest
+
+    biggest = largest(table)
     servers = sorted(biggest, key=order)
     if not servers:
         return
     import math
 
+    tls_biggest = largest(tls_table or {})
+    tls_servers = sorted(tls_biggest, key=tls_order)
     width, left, bar, gap = 760, 190, 14, 14
-    height = 55 + len(servers) * (2 * bar + gap) + 30
+    tls_top = 55 + len(servers) * (2 * bar + gap) + 30  # where the TLS panel starts
+    height = tls_top + (45 + len(tls_servers) * (2 * bar + gap) + 30 if tls_servers else 0)
     lo, hi = 1, 100_000
     scale = lambda v: left + (width - left - 30) * (math.log10(max(v, lo)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
     n = max(biggest[s][0] for s in servers)
@@ -161,24 +222,37 @@ def chart(table, path):
         x = scale(tick)
         svg.append(f'<line x1="{x:.1f}" y1="50" x2="{x:.1f}" y2="{bottom}" stroke="#dddddd"/>')
         svg.append(f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle">{tick:,} B</text>')
-    y = 55
-    for s in servers:
-        r = biggest[s][1]
-        svg.append(f'<text x="{left - 8}" y="{y + bar + 4}" text-anchor="end">{LABELS.get(s, s)}</text>')
-        for value, colour in ((r["user_bytes_per_conn"], "#1f77b4"), (r["kernel_bytes_per_conn"], "#bbbbbb")):
-            svg.append(f'<rect x="{left}" y="{y}" width="{scale(value) - left:.1f}" height="{bar}" fill="{colour}"/>')
-            svg.append(f'<text x="{scale(value) + 4:.1f}" y="{y + bar - 3}">{value:,.0f} B</text>')
-            y += bar
-        y += gap
+    def bars(y, servers, biggest, label, user_colour):
+        for s in servers:
+            r = biggest[s][1]
+            svg.append(f'<text x="{left - 8}" y="{y + bar + 4}" text-anchor="end">{label(s)}</text>')
+            for value, colour in ((r["user_bytes_per_conn"], user_colour), (r["kernel_bytes_per_conn"], "#bbbbbb")):
+                svg.append(f'<rect x="{left}" y="{y}" width="{max(scale(value) - left, 0):.1f}" height="{bar}" fill="{colour}"/>')
+                svg.append(f'<text x="{max(scale(value), left) + 4:.1f}" y="{y + bar - 3}">{value:,.0f} B</text>')
+                y += bar
+            y += gap
+
+    bars(55, servers, biggest, lambda s: LABELS.get(s, s), "#1f77b4")
+    if tls_servers:
+        # Over TLS, its own panel on the same scale: ssed (rustls) beside the TLS baselines.
+        top, tn = tls_top, max(tls_biggest[s][0] for s in tls_servers)
+        tls_bottom = top + 45 + len(tls_servers) * (2 * bar + gap)
+        svg.append(f'<text x="{left}" y="{top + 12}" font-size="14" font-weight="bold">Over TLS ({tn:,} subscribers, same scale)</text>')
+        svg.append(f'<rect x="{left}" y="{top + 22}" width="12" height="10" fill="#d62728"/><text x="{left + 16}" y="{top + 31}">user space (nginx TLS → ssed: both processes; its kernel bar: two connections)</text>')
+        for tick in (1, 10, 100, 1_000, 10_000, 100_000):
+            x = scale(tick)
+            svg.append(f'<line x1="{x:.1f}" y1="{top + 40}" x2="{x:.1f}" y2="{tls_bottom}" stroke="#dddddd"/>')
+            svg.append(f'<text x="{x:.1f}" y="{tls_bottom + 14}" text-anchor="middle">{tick:,} B</text>')
+        bars(top + 45, tls_servers, tls_biggest, lambda s: TLS_CHART_LABELS.get(s, s), "#d62728")
     svg.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(svg) + "\n")
 
 
-def fanout_rows(multi):
+def fanout_rows(multi, tls=False):
     """fanout.sh's rows: those of its --topics multi runs (several topics per subscriber against
-    one, in the same session), or all the others."""
-    return [r for r in load("fanout") if (r["_meta"].get("topics") == "multi") == multi]
+    one, in the same session), or all the others; over TLS (--tls) or not."""
+    return [r for r in load("fanout") if (r["_meta"].get("topics") == "multi") == multi and is_tls(r) == tls]
 
 
 def fanout_section(out):
@@ -383,7 +457,26 @@ def abuse_section(out):
     out.append("Produced by:\n\n" + provenance([meta]) + "\n")
 
 
-def losses_section(out, memory):
+def fanout_losses(fanout, label, prefix):
+    """Where a server beat ssed in a fan-out table keyed (server, phase, subscribers)."""
+    lines = []
+    get = lambda row, path: row[path.split(".")[0]][path.split(".")[1]] if "." in path else row[path]
+    for (server, phase, subs), row in sorted(fanout.items(), key=lambda kv: (kv[0][2], order(kv[0][0]), tls_order(kv[0][0]))):
+        if server.startswith("ssed"):
+            continue
+        mine = fanout.get(("ssed", phase, subs))
+        if not mine:
+            continue
+        for m_phase, key, what, unit, higher in FANOUT_METRICS:
+            if m_phase != phase:
+                continue
+            theirs, ours = get(row, key), get(mine, key)
+            if (theirs > ours) if higher else (theirs < ours):
+                lines.append(f"- {prefix + 'fan-out' if prefix else 'Fan-out'} to {subs:,}, {what}: {label(server)} {fmt(theirs)}{unit and ' ' + unit}, ssed {fmt(ours)}{unit and ' ' + unit}.")
+    return lines
+
+
+def losses_section(out, memory, tls_memory=None):
     """Every measured point where some other server does better than ssed, stated plainly."""
     lines = []
     single = {s: r for (s, t, n), r in memory.items() if t == "single" and n == max(n for (_, t2, n) in memory if t2 == "single")}
@@ -392,26 +485,18 @@ def losses_section(out, memory):
             if s != "ssed" and r["user_bytes_per_conn"] < single["ssed"]["user_bytes_per_conn"]:
                 lines.append(f"- Memory: {LABELS[s]} keeps {fmt(r['user_bytes_per_conn'])} B of user space per idle connection at {r['n']:,}, ssed {fmt(single['ssed']['user_bytes_per_conn'])} B.")
     fanout = latest(fanout_rows(multi=False), lambda r: (r["server"], r["phase"], r["subscribers"]))
-    metrics = [
-        ("steady", "cpu_us_per_delivery", "CPU per delivered event at a steady rate", "µs", False),
-        ("steady", "latency_us.p50", "median delivery latency at a steady rate", "µs", False),
-        ("saturate", "cpu_us_per_delivery", "CPU per delivered event at saturation", "µs", False),
-        ("saturate", "delivered_per_s", "deliveries per second at saturation", "", True),
-        ("heartbeat", "cpu_us_per_heartbeat", "CPU per heartbeat", "µs", False),
-    ]
-    get = lambda row, path: row[path.split(".")[0]][path.split(".")[1]] if "." in path else row[path]
-    for (server, phase, subs), row in sorted(fanout.items(), key=lambda kv: (kv[0][2], order(kv[0][0]))):
-        if server.startswith("ssed"):
-            continue
-        mine = fanout.get(("ssed", phase, subs))
-        if not mine:
-            continue
-        for m_phase, key, what, unit, higher in metrics:
-            if m_phase != phase:
-                continue
-            theirs, ours = get(row, key), get(mine, key)
-            if (theirs > ours) if higher else (theirs < ours):
-                lines.append(f"- Fan-out to {subs:,}, {what}: {LABELS[server]} {fmt(theirs)}{unit and ' ' + unit}, ssed {fmt(ours)}{unit and ' ' + unit}.")
+    lines += fanout_losses(fanout, lambda s: LABELS.get(s, s), "")
+    # Over TLS: every N measured with ssed, user space only (nginx TLS in front of ssed counts two
+    # loopback connections per subscriber in the kernel figure).
+    for (s, t, n), r in sorted((tls_memory or {}).items(), key=lambda kv: (kv[0][1] != "single", kv[0][1], kv[0][2], tls_order(kv[0][0]))):
+        mine = tls_memory.get(("ssed", t, n))
+        if s != "ssed" and mine and r["user_bytes_per_conn"] < mine["user_bytes_per_conn"]:
+            lines.append(
+                f"- Over TLS, memory{'' if t == 'single' else ' (' + TOPIC_TITLES.get(t, t) + ')'}: {tls_label(s)} keeps {fmt(r['user_bytes_per_conn'])} B "
+                f"of user space per idle connection at {n:,}, ssed {fmt(mine['user_bytes_per_conn'])} B."
+            )
+    tls_fanout = latest(fanout_rows(multi=False, tls=True), lambda r: (r["server"], r["phase"], r["subscribers"]))
+    lines += fanout_losses(tls_fanout, tls_label, "Over TLS, ")
     out.append("## Where ssed does not win\n")
     out.append(
         "Every point above where another server measured better than ssed (single runs on a shared, noisy machine: "
@@ -419,6 +504,207 @@ def losses_section(out, memory):
     )
     out.append("\n".join(lines) if lines else "- None in this run.")
     out.append("")
+
+TOPIC_TITLES = {
+    "single": "all subscribers on one topic",
+    "per-connection": "one topic per subscriber",
+    "single+auth": "one topic, each subscriber with its own token",
+    "multi": "three topics per subscriber, in one request",
+}
+
+
+def same_run_metas(rows):
+    return {json.dumps(r["_meta"], sort_keys=True): r["_meta"] for r in rows}.values()
+
+
+def tls_memory_section(out):
+    """memory.sh --tls: ssed's own TLS beside the TLS baselines, newest run of each point."""
+    rows = [r for r in load("memory") if r.get("kind") == "median" and is_tls(r)]
+    if not rows:
+        return {}
+    for r in rows:
+        if r.get("auth"):
+            r["topics"] = r["topics"] + "+auth"
+    table = latest(rows, lambda r: (r["server"], r["topics"], r["n"]))
+    counts = sorted({n for (_, _, n) in table})
+    out.append("## Over TLS: memory per idle subscriber\n")
+    out.append(
+        "`memory.sh --tls`: the same measurement as above, over HTTPS: `ssed-bench --tls` (rustls) against each "
+        "server, all given the same ECDSA P-256 certificate for `localhost`. **ssed** terminates TLS itself "
+        "(`--tls-cert/--tls-key`, rustls); **nginx TLS in front of ssed** is the usual deployment, nginx "
+        "terminating TLS and proxying to plain ssed: its user figure is the RSS growth of nginx's workers and of "
+        "ssed together, and its kernel figure counts two loopback connections per subscriber (client–nginx and "
+        "nginx–ssed), so about twice the others'. **× ssed** is the server's user B/conn divided by ssed's at the "
+        "same N (when these runs have ssed). Medians of the runs shown (runs disturbed by other socket activity are left out by memory.sh).\n"
+    )
+    for topics in ("single", "per-connection", "single+auth", "multi"):
+        servers = sorted({s for (s, t, _) in table if t == topics}, key=tls_order)
+        if not servers:
+            continue
+        if topics != "single" or any(t != "single" for (_, t, _) in table):
+            out.append(f"### Over TLS, {TOPIC_TITLES[topics]}\n")
+        here = [n for n in counts if any((s, topics, n) in table for s in servers)]
+        versus = [n for n in here if ("ssed", topics, n) in table]  # the "× ssed" columns
+        out.append(
+            "| server | " + " | ".join(f"user B/conn at {n:,}" for n in here) + " | " + " | ".join(f"kernel B/conn at {n:,}" for n in here)
+            + "".join(f" | × ssed at {n:,}" for n in versus) + " | runs |"
+        )
+        out.append("|---" * (2 * len(here) + len(versus) + 2) + "|")
+        for s in servers:
+            cells = [table.get((s, topics, n)) for n in here]
+            mine = [table.get(("ssed", topics, n)) for n in versus]
+            user = [fmt(c["user_bytes_per_conn"]) if c else "" for c in cells]
+            kernel = [fmt(c["kernel_bytes_per_conn"]) if c else "" for c in cells]
+            ratio = [
+                "" if s == "ssed" or not c or not m or m["user_bytes_per_conn"] <= 0 else f"{c['user_bytes_per_conn'] / m['user_bytes_per_conn']:.1f}×"
+                for c, m in zip((table.get((s, topics, n)) for n in versus), mine)
+            ]
+            runs = sorted({c["runs"] for c in cells if c})
+            out.append(
+                f"| {tls_label(s)} | " + " | ".join(user) + " | " + " | ".join(kernel) + "".join(" | " + c for c in ratio)
+                + " | " + (" / ".join(str(c["runs"]) for c in cells if c) if len(runs) > 1 else str(runs[0] if runs else "")) + " |"
+            )
+        out.append("")
+        parts = [
+            f"{fmt(r['n'])}: nginx {fmt(r['user_parts'].get('nginx', 0))} B + ssed {fmt(r['user_parts'].get('ssed', 0))} B"
+            for (s, t, n), r in sorted(table.items(), key=lambda kv: kv[0][2])
+            if t == topics and r.get("user_parts")
+        ]
+        if parts:
+            out.append("nginx TLS in front of ssed, user B/conn by process — at " + "; at ".join(parts) + ".\n")
+    ssed_rows = sorted((r for (s, t, n), r in table.items() if s == "ssed" and t == "single" and n >= 10000), key=lambda r: r["n"])
+    if ssed_rows:
+        verdicts = []
+        for r in ssed_rows:
+            u, rng = r["user_bytes_per_conn"], r.get("user_bytes_range") or [r["user_bytes_per_conn"]] * 2
+            v = f"{'meets' if u <= TLS_BAR else 'MISSES'} the {TLS_BAR:,} B bar at {r['n']:,} ({fmt(u)} B"
+            if rng[0] <= TLS_BAR < rng[1]:
+                v += f"; median of {r['runs']} runs that fall on both sides of it, {fmt(rng[0])}–{fmt(rng[1])} B"
+            v += f"), and {'meets' if u <= TLS_STRETCH else 'misses'} the {TLS_STRETCH:,} B stretch goal"
+            verdicts.append(v)
+        out.append(f"Bar: ssed ≤ {TLS_BAR:,} B of user space per idle TLS subscriber at 10,000 and 18,000 (stretch: ≤ {TLS_STRETCH:,} B). ssed " + "; ".join(verdicts) + ".\n")
+    elif any(s == "ssed" for (s, _, _) in table):
+        out.append(f"Bar: ssed ≤ {TLS_BAR:,} B of user space per idle TLS subscriber at 10,000 and 18,000 (stretch: ≤ {TLS_STRETCH:,} B); no ssed point at N ≥ 10,000 in these runs, so no verdict.\n")
+    else:
+        out.append(f"Bar: ssed ≤ {TLS_BAR:,} B of user space per idle TLS subscriber at 10,000 and 18,000 (stretch: ≤ {TLS_STRETCH:,} B); these runs have no ssed, so no verdict yet.\n")
+    mine = next((r for r in reversed(ssed_rows)), None)
+    out.append(
+        "**What dominates an idle TLS subscriber.** Not measured by the runs on this page: a separate measurement of "
+        "rustls alone (`/work/shared/notes/rustls-memory.md`: 1,000 server connections handshaken in memory under a "
+        "counting allocator, rustls 0.23.46 with aws-lc-rs, 2026-12-03) puts an idle `UnbufferedServerConnection` at "
+        "about 3.3–3.5 KB (requested bytes; glibc adds some 150–200 B): the cipher state, ~1.1 KB (two directions "
+        "of ~584 B with aws-lc), a handshake list reserved at 16 entries, ~640 B that is never freed, and the "
+        "connection struct itself, ~1.1 KB. By that note, this is the floor with stock rustls: below it, and to the "
+        "2 KiB stretch goal, would take kTLS (not available on that kernel) or a record layer of one's own; the "
+        "buffered rustls API keeps a 4,096 B receive buffer and comes to ~7.6 KB."
+        + (f" ssed measured {fmt(mine['user_bytes_per_conn'])} B per idle TLS subscriber at {mine['n']:,} above (RSS growth, so everything it keeps per connection)." if mine else "")
+        + "\n"
+    )
+    out.append("Produced by:\n\n" + provenance(same_run_metas(table.values())) + "\n")
+    return table
+
+
+def closest_plain(tls_row, phase):
+    """The plain (non-TLS) ssed row of a phase at the same N: from the TLS row's own run if it has
+    one, else from the plain run closest in time. Returns (row, same_session)."""
+    subs, at = tls_row["subscribers"], stamp(tls_row)
+    plain = [r for r in fanout_rows(multi=False) if r["server"] == "ssed" and r["phase"] == phase and r["subscribers"] == subs]
+    same = [r for r in plain if stamp(r) == at]
+    if same:
+        return same[-1], True
+    t = when(at)
+    dist = lambda r: abs((when(stamp(r)) - t).total_seconds()) if t and when(stamp(r)) else float("inf")
+    return (min(plain, key=lambda r: (dist(r), stamp(r))) if plain else None), False
+
+
+# What a TLS server is compared on (the fan-out tables' columns), for "where ssed does not win".
+FANOUT_METRICS = [
+    ("steady", "cpu_us_per_delivery", "CPU per delivered event at a steady rate", "µs", False),
+    ("steady", "latency_us.p50", "median delivery latency at a steady rate", "µs", False),
+    ("saturate", "cpu_us_per_delivery", "CPU per delivered event at saturation", "µs", False),
+    ("saturate", "delivered_per_s", "deliveries per second at saturation", "", True),
+    ("heartbeat", "cpu_us_per_heartbeat", "CPU per heartbeat", "µs", False),
+]
+TLS_CPU_BAR = 1.5
+
+
+def tls_fanout_section(out):
+    """fanout.sh --tls, newest run of each point; and ssed over TLS against plain ssed."""
+    rows = fanout_rows(multi=False, tls=True)
+    if not rows:
+        return
+    table = latest(rows, lambda r: (r["server"], r["phase"], r["subscribers"]))
+    used = list(table.values())
+    for subs in sorted({n for (_, _, n) in table}):
+        servers = sorted({s for (s, _, n) in table if n == subs}, key=tls_order)
+        out.append(f"## Over TLS: fan-out to {subs:,} subscribers on one topic\n")
+        out.append(
+            "`fanout.sh --tls`: the fan-out above over HTTPS, subscribers and publisher through `ssed-bench --tls`. "
+            "Server CPU is the server's utime + stime over the phase divided by the events the subscribers received; "
+            "for nginx TLS in front of ssed it is nginx's workers' and ssed's together. Same phases as above.\n"
+        )
+        out.append("| server | steady: latency p50 / p99 / max (ms) | to the last subscriber p50 / max (ms) | CPU µs per delivery | saturation: deliveries/s | CPU µs per delivery | heartbeat: CPU µs per heartbeat |")
+        out.append("|---|---|---|---|---|---|---|")
+        for s in servers:
+            st, sa, hb = (table.get((s, phase, subs)) for phase in PHASES)
+            cells = [tls_label(s)]
+            if st:
+                lat, last = st["latency_us"], st["last_subscriber_latency_us"]
+                cells += [f"{ms(lat['p50'])} / {ms(lat['p99'])} / {ms(lat['max'])}", f"{ms(last['p50'])} / {ms(last['max'])}", f"{st['cpu_us_per_delivery']:g}"]
+            else:
+                cells += ["", "", ""]
+            cells += [fmt(sa["delivered_per_s"]), f"{sa['cpu_us_per_delivery']:g}"] if sa else ["", ""]
+            cells += [f"{hb['cpu_us_per_heartbeat']:g}"] if hb else [""]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+        parts = []
+        for phase in PHASES:
+            r = table.get(("nginx-tls", phase, subs))
+            if r and r.get("server_cpu_parts_us"):
+                p = r["server_cpu_parts_us"]
+                parts.append(f"{phase} nginx {p.get('nginx', 0) / 1e6:g} s + ssed {p.get('ssed', 0) / 1e6:g} s")
+        if parts:
+            out.append("nginx TLS in front of ssed, CPU by process: " + "; ".join(parts) + ".\n")
+        mine = {phase: table.get(("ssed", phase, subs)) for phase in PHASES}
+        if not any(mine.values()):
+            out.append(
+                f"Bar: ssed over TLS ≤ {TLS_CPU_BAR:g} × plain ssed's CPU per delivered event at a steady rate. These runs "
+                "have no ssed, so no verdict yet.\n"
+            )
+            continue
+        out.append(
+            f"ssed over TLS against plain ssed at {subs:,} subscribers, CPU µs per delivered event (per heartbeat in the heartbeat "
+            "phase). Plain ssed from the TLS run itself when it has it, else from the plain run at the same N closest in time:\n"
+        )
+        out.append("| phase | plain ssed | ssed over TLS | TLS / plain | plain figure from |")
+        out.append("|---|---|---|---|---|")
+        verdict = None
+        for phase in PHASES:
+            t = mine[phase]
+            if not t:
+                continue
+            key = "cpu_us_per_heartbeat" if phase == "heartbeat" else "cpu_us_per_delivery"
+            p, same = closest_plain(t, phase)
+            if not p:
+                out.append(f"| {phase} | (no plain ssed run at {subs:,}) | {t[key]:g} | | |")
+                continue
+            used.append(p)
+            ratio = t[key] / p[key] if p[key] else float("inf")
+            where = f"the same run ({stamp(p)})" if same else f"run {stamp(p)}, {span(stamp(p), stamp(t))} the TLS run {stamp(t)}: not the same session"
+            out.append(f"| {phase} | {p[key]:g} | {t[key]:g} | {ratio:.2f} | {where} |")
+            if phase == "steady":
+                verdict = (ratio, same, p, t)
+        out.append("")
+        if verdict:
+            ratio, same, p, t = verdict
+            out.append(
+                f"Bar: ssed over TLS ≤ {TLS_CPU_BAR:g} × plain ssed's CPU per delivered event at a steady rate, plain ssed "
+                + ("from the same session. " if same else f"from the same session. `fanout.sh --tls` runs the TLS servers only, so the plain figure here is from the plain ssed run at {subs:,} closest in time (`{p['_meta'].get('command', '?')}`, run {stamp(p)}, {span(stamp(p), stamp(t))} the TLS run), **not from the same session**. ")
+                + f"ssed **{'meets' if ratio <= TLS_CPU_BAR else 'MISSES'}** it: {t['cpu_us_per_delivery']:g} µs against {p['cpu_us_per_delivery']:g} µs, {ratio:.2f}×.\n"
+            )
+        else:
+            out.append(f"Bar: ssed over TLS ≤ {TLS_CPU_BAR:g} × plain ssed's CPU per delivered event at a steady rate: no steady figure for both at {subs:,}, so no verdict.\n")
+    out.append("Produced by:\n\n" + provenance(same_run_metas(used)) + "\n")
 
 
 def scale_section(out):
@@ -476,11 +762,13 @@ def main():
     table = memory_section(out)
     fanout_section(out)
     multi_topic_section(out)
+    tls_table = tls_memory_section(out)
+    tls_fanout_section(out)
     scale_section(out)
     auth_section(out)
     abuse_section(out)
-    losses_section(out, table)
-    chart(table, os.path.join(ROOT, "docs", "memory-per-connection.svg"))
+    losses_section(out, table, tls_table)
+    chart(table, os.path.join(ROOT, "docs", "memory-per-connection.svg"), tls_table)
     with open(os.path.join(ROOT, "docs", "benchmarks.md"), "w") as f:
         f.write("\n".join(out).rstrip() + "\n")
 
