@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # run-all.sh: every benchmark behind docs/benchmarks.md, one after the other (two benchmarks
 # sharing this machine would measure each other), into docs/benchmark-data/, then regenerates
-# docs/benchmarks.md and its chart with report.py. Takes over an hour on 2 cores.
+# docs/benchmarks.md and its chart with report.py. Takes over an hour on 2 cores (~80 min).
+# The TLS runs (memory.sh --tls, fanout.sh --tls) need the TLS baselines and the test
+# certificates: build-baselines.sh tls before them (the earlier builds make the plain ones only).
 #
 #   --quick   small counts and one run per point, to check the pipeline (figures not for publishing)
 set -euo pipefail
@@ -28,6 +30,10 @@ if [ "$quick" = 1 ]; then
     bench-scripts/memory.sh --no-build --servers ssed --topics multi --counts 1000 --runs 1
     bench-scripts/fanout.sh --no-build --servers ssed,ssed-1w,floor --subscribers 1000 \
         --events 20 --saturate-seconds 3 --heartbeat-seconds 3
+    bench-scripts/build-baselines.sh tls || true   # what it cannot build, memory.sh/fanout.sh skip
+    bench-scripts/fanout.sh --no-build --tls --subscribers 1000 \
+        --events 20 --saturate-seconds 3 --heartbeat-seconds 3
+    bench-scripts/memory.sh --no-build --tls --counts 1000 --runs 1
     bench-scripts/fanout.sh --no-build --topics multi --subscribers 1000 --rate 20 --saturate-seconds 3
     bench-scripts/scale.sh --heartbeat 2 20000
     bench-scripts/abuse.sh --no-build --quick
@@ -45,6 +51,12 @@ else
     # Fan-out at 10,000 subscribers, ssed with 2 workers and with 1 beside the baselines.
     bench-scripts/fanout.sh --no-build --servers ssed,ssed-1w,floor,go-nethttp,go-hijack,axum,nginx-nchan \
         --subscribers 10000
+    # Over TLS: ssed's own (rustls) beside go-hijack-tls, axum-tls, nginx-tls (nginx in front of
+    # ssed) and nginx-nchan-tls. The fan-out first, right after the plain one: report.py compares
+    # ssed's CPU per event over TLS with the plain run closest in time (~5 min); then memory (~12 min).
+    bench-scripts/build-baselines.sh tls || true   # what it cannot build, memory.sh/fanout.sh skip
+    bench-scripts/fanout.sh --no-build --tls --subscribers 10000
+    bench-scripts/memory.sh --no-build --tls --counts 10000,18000 --runs 3
     # One broadcast pass to 18,000 subscribers.
     bench-scripts/fanout.sh --no-build --servers ssed --subscribers 18000 --phases steady
     # CPU per delivery with three topics per subscriber against one, in the same session (~8 min).
