@@ -35,7 +35,7 @@ const UNPLACEABLE: EventId = EventId {
 };
 
 /// A parked subscriber: its topic and the id it last saw. Packed like [`Subscriber`], so the
-/// slab entry stays 40 bytes.
+/// slab entry stays 32 bytes.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, packed(4))]
 pub struct Parked {

@@ -653,7 +653,7 @@ mod tests {
     #[test]
     fn a_session_is_a_pointer_in_the_connection_and_a_few_hundred_bytes_beyond_rustls() {
         use std::mem::size_of;
-        // The connection holds Option<Box<TlsSession>>: one pointer, none for plain HTTP.
+        // The worker's table holds an Option<Box<TlsSession>> per descriptor (transport.rs).
         assert_eq!(size_of::<Option<Box<TlsSession>>>(), 8);
         let beyond_rustls = size_of::<TlsSession>() - size_of::<UnbufferedServerConnection>();
         assert!(

@@ -5,8 +5,17 @@
 //! `delivery.rs`, `event_loop.rs`) see only plaintext and the same few operations a socket
 //! offers (read, a vectored write that reports what it consumed or `None` for "would block",
 //! peek for more input, shut down the write side); whether bytes are encrypted on the way is
-//! decided here, once, and nowhere else. Plain HTTP costs one pointer more per connection (the
-//! absent session), which a test pins (`subscribers::tests`).
+//! decided here, once, and nowhere else.
+//!
+//! **Where sessions live.** A `Transport` is the socket and two flags: 8 bytes, so a plain
+//! connection's slab entry stays 32 bytes (a test pins it, `subscribers::tests`). A TLS
+//! connection's session is kept by its worker thread, in a table indexed by the socket's file
+//! descriptor ([`SESSIONS`]): a descriptor names one open socket at a time in the process, a
+//! connection lives and dies on the thread that accepted it, and its session leaves the table
+//! before its descriptor is closed (`Drop`), so a reused descriptor never finds a stale session.
+//! A pointer in every connection instead would cost every plain subscriber 8 bytes, a quarter of
+//! its slab entry; the table costs 8 bytes per descriptor, and only on a worker that has served
+//! TLS.
 //!
 //! One difference shows through, and only to the writable path: a TLS write may consume
 //! plaintext whose ciphertext the socket has not wholly taken. That ciphertext is sent before
@@ -18,13 +27,21 @@ use crate::metrics::TlsFailure;
 use crate::requests::Peer;
 use crate::tls::{Certificates, TlsSession};
 use mio::net::TcpStream;
+use std::cell::RefCell;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+
+thread_local! {
+    /// This worker's TLS sessions, by socket descriptor (see the module docs).
+    static SESSIONS: RefCell<Vec<Option<Box<TlsSession>>>> = const { RefCell::new(Vec::new()) };
+}
 
 pub struct Transport {
     socket: TcpStream,
     peer: Peer,
-    tls: Option<Box<TlsSession>>,
+    /// Whether this connection has a session in [`SESSIONS`].
+    tls: bool,
 }
 
 impl Transport {
@@ -34,11 +51,43 @@ impl Transport {
         peer: Peer,
         tls: Option<&Certificates>,
     ) -> Result<Transport, String> {
-        let tls = match tls {
-            Some(certificates) => Some(Box::new(certificates.session()?)),
-            None => None,
+        let Some(certificates) = tls else {
+            return Ok(Transport {
+                socket,
+                peer,
+                tls: false,
+            });
         };
-        Ok(Transport { socket, peer, tls })
+        let session = Box::new(certificates.session()?);
+        let fd = slot(&socket);
+        SESSIONS.with_borrow_mut(|sessions| {
+            if sessions.len() <= fd {
+                sessions.resize_with(fd + 1, || None);
+            }
+            debug_assert!(
+                sessions[fd].is_none(),
+                "descriptor {fd} already has a session"
+            );
+            sessions[fd] = Some(session);
+        });
+        Ok(Transport {
+            socket,
+            peer,
+            tls: true,
+        })
+    }
+
+    /// Runs `f` on this connection's TLS session with its socket; `None` for plain HTTP.
+    fn with_tls<R>(&mut self, f: impl FnOnce(&mut TlsSession, &mut TcpStream) -> R) -> Option<R> {
+        if !self.tls {
+            return None;
+        }
+        let fd = slot(&self.socket);
+        let socket = &mut self.socket;
+        SESSIONS.with_borrow_mut(|sessions| {
+            let session = sessions.get_mut(fd)?.as_deref_mut()?;
+            Some(f(session, socket))
+        })
     }
 
     /// The socket itself, for registering with the poll and setting options.
@@ -50,21 +99,22 @@ impl Transport {
         self.peer
     }
 
-    pub fn tls(&self) -> Option<&TlsSession> {
-        self.tls.as_deref()
+    /// The TLS version negotiated, for HTTPS connections past their handshake.
+    pub fn tls_version(&mut self) -> Option<rustls::ProtocolVersion> {
+        self.with_tls(|tls, _| tls.protocol_version()).flatten()
     }
 
     /// Reads plaintext. `Ok(0)` is the end of the peer's data.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.tls {
+        match self.with_tls(|tls, socket| tls.read(socket, buf)) {
+            Some(result) => result,
             None => self.socket.read(buf),
-            Some(tls) => tls.read(&mut self.socket, buf),
         }
     }
 
     /// Whether the peer has sent bytes not read yet.
     pub fn has_more_input(&mut self) -> bool {
-        if self.tls.as_ref().is_some_and(|tls| tls.has_input()) {
+        if self.with_tls(|tls, _| tls.has_input()) == Some(true) {
             return true;
         }
         let mut byte = [0u8; 1];
@@ -74,8 +124,8 @@ impl Transport {
     /// One vectored write of plaintext: `Some(bytes consumed)`, or `None` if the socket would
     /// block.
     pub fn write_some(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<Option<usize>> {
-        if let Some(tls) = &mut self.tls {
-            return tls.write(&mut self.socket, bufs);
+        if let Some(result) = self.with_tls(|tls, socket| tls.write(socket, bufs)) {
+            return result;
         }
         loop {
             match self.socket.write_vectored(bufs) {
@@ -91,14 +141,12 @@ impl Transport {
     /// Sends what an earlier write left encrypted but unsent; returns whether nothing is left.
     /// Always true for plain HTTP, which never holds bytes back.
     pub fn flush_pending(&mut self) -> io::Result<bool> {
-        match &mut self.tls {
-            None => Ok(true),
-            Some(tls) => tls.flush(&mut self.socket),
-        }
+        self.with_tls(|tls, socket| tls.flush(socket))
+            .unwrap_or(Ok(true))
     }
 
-    pub fn has_pending_output(&self) -> bool {
-        self.tls.as_ref().is_some_and(|tls| tls.has_stuck_output())
+    pub fn has_pending_output(&mut self) -> bool {
+        self.with_tls(|tls, _| tls.has_stuck_output()) == Some(true)
     }
 
     /// Ends the stream: close_notify over TLS (when it can go out in order), then the TCP write
@@ -112,21 +160,37 @@ impl Transport {
     /// a possibly truncated one; nothing for plain HTTP. Best effort: the connection closes
     /// right after.
     pub fn close_notify(&mut self) {
-        if let Some(tls) = &mut self.tls {
-            tls.close_notify(&mut self.socket);
-        }
+        self.with_tls(|tls, socket| tls.close_notify(socket));
     }
 
     /// Why this connection's TLS handshake failed, if it did.
-    pub fn handshake_failure(&self) -> Option<TlsFailure> {
-        self.tls.as_ref().and_then(|tls| tls.failure())
+    pub fn handshake_failure(&mut self) -> Option<TlsFailure> {
+        self.with_tls(|tls, _| tls.failure()).flatten()
     }
 
     /// The connection is closed for taking too long: returns true (and counts it so) if it was
     /// still in its TLS handshake.
     pub fn handshake_timed_out(&mut self) -> bool {
-        self.tls
-            .as_mut()
-            .is_some_and(|tls| tls.handshake_timed_out())
+        self.with_tls(|tls, _| tls.handshake_timed_out()) == Some(true)
     }
+}
+
+impl Drop for Transport {
+    /// The session leaves the table before the socket (a field, dropped after this) closes its
+    /// descriptor, which may then be reused at once.
+    fn drop(&mut self) {
+        if self.tls {
+            let fd = slot(&self.socket);
+            let _ = SESSIONS.try_with(|sessions| {
+                if let Some(session) = sessions.borrow_mut().get_mut(fd) {
+                    *session = None;
+                }
+            });
+        }
+    }
+}
+
+/// A socket's index in [`SESSIONS`].
+fn slot(socket: &TcpStream) -> usize {
+    socket.as_raw_fd() as usize
 }

@@ -389,6 +389,56 @@ fn publish_token_and_metrics_work_over_https() {
 }
 
 #[test]
+fn several_topics_on_one_https_connection_merge_and_resume_with_one_id() {
+    let ca = TestCa::new();
+    let daemon = start_https(&ca.leaf("server"), &["--history", "2"]);
+    let client = ca.client(&[]);
+    let path = "/events?topic=a&topic=b&topic=c";
+    let mut sub = Subscription::over(client.connect(daemon.addr), path, &[]);
+    wait_for_metric_over(&client, &daemon, "ssed_subscribers", 1.0);
+    let mut published = Vec::new();
+    for (i, topic) in ["a", "b", "c", "b", "a", "x"].iter().enumerate() {
+        let id = client.publish(&daemon, topic, &format!("{topic}{i}"));
+        published.push((id, format!("{topic}{i}")));
+    }
+    // Every event of a, b and c once, in id order; none of x.
+    for (id, data) in &published[..5] {
+        let event = sub.next_event();
+        assert_eq!((event.id.as_ref(), &event.data), (Some(id), data));
+    }
+    let last_seen = published[1].0.clone();
+    drop(sub);
+    wait_for_metric_over(&client, &daemon, "ssed_subscribers", 0.0);
+    // While away: three more to a, which retains two, so a cannot vouch for b1's id any more.
+    for i in 0..3 {
+        let data = format!("a-away{i}");
+        published.push((client.publish(&daemon, "a", &data), data));
+    }
+    let mut back = Subscription::over(
+        client.connect(daemon.addr),
+        path,
+        &[("Last-Event-ID", &last_seen)],
+    );
+    assert_gap(&back.next_event(), "a");
+    // a: what it retains; b, c: exactly what followed b1; merged by id.
+    let expected = [&published[2], &published[3], &published[7], &published[8]];
+    let mut expected: Vec<_> = expected
+        .iter()
+        .map(|(id, data)| (id.clone(), data.clone()))
+        .collect();
+    expected.sort_by_key(|(id, _)| {
+        let (ms, seq) = id.split_once('-').unwrap();
+        (ms.parse::<u64>().unwrap(), seq.parse::<u64>().unwrap())
+    });
+    for (id, data) in expected {
+        let event = back.next_event();
+        assert_eq!((event.id, event.data), (Some(id), data));
+    }
+    let live = client.publish(&daemon, "c", "live");
+    assert_eq!(back.next_event().id, Some(live));
+}
+
+#[test]
 fn every_worker_serves_https() {
     let ca = TestCa::new();
     let daemon = start_https(&ca.leaf("server"), &["--workers", "4"]);
