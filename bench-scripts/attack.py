@@ -201,7 +201,7 @@ def worker(a, idx, n, total, queue):
         c.mask = want
 
     def open_one():
-        nonlocal connecting, open_count
+        nonlocal connecting, open_count, initial_pending
         k = st["opened"] // a.per_source
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setblocking(False)
@@ -216,6 +216,8 @@ def worker(a, idx, n, total, queue):
         if err not in (0, errno.EINPROGRESS):
             st["connect_failed"] += 1
             s.close()
+            if c.n < initial:
+                initial_pending -= 1
             return
         live.append(c)
         connecting += 1
@@ -226,10 +228,12 @@ def worker(a, idx, n, total, queue):
 
     def opened(c):
         """The connection is open (connected, and over TLS past its handshake) or failed."""
-        nonlocal connecting
+        nonlocal connecting, initial_pending
         if c.opening:
             c.opening = False
             connecting -= 1
+            if c.n < initial:
+                initial_pending -= 1
 
     def close(c, why):
         nonlocal open_count, seq
@@ -372,6 +376,10 @@ def worker(a, idx, n, total, queue):
             heapq.heappush(timers, (now + a.interval, seq, c))
 
     initial = min(n, total) if one_shot else n
+    # "ready" once each of the first `initial` connections is open or failed. (Not "nothing is
+    # connecting": a one-shot mode always has some connecting, over TLS handshaking, and would
+    # be ready only by chance, maybe after the honest load it is meant to overlap.)
+    initial_pending = initial
     ready_sent = False
     t0 = time.monotonic()
     buf = bytearray(65536)
@@ -381,7 +389,7 @@ def worker(a, idx, n, total, queue):
             break
         while st["opened"] < initial and connecting < a.batch:
             open_one()
-        if not ready_sent and st["opened"] >= initial and connecting == 0:
+        if not ready_sent and st["opened"] >= initial and initial_pending <= 0:
             queue.put(("ready", idx, st["opened"]))
             ready_sent = True
         wait = 0.05 if not timers else max(0.0, min(0.05, timers[0][0] - now))
