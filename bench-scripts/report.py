@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes docs/benchmarks.md and docs/memory-per-connection.svg from the JSON lines that
 memory.sh, fanout.sh, scale.sh and abuse.sh wrote into docs/benchmark-data/ (run-all.sh runs them there).
-Lines with "tls": true (memory.sh --tls, fanout.sh --tls) go to the TLS sections only.
+Lines with "tls": true (memory.sh --tls, fanout.sh --tls; abuse.sh --tls by its meta line) go to the TLS sections only.
 
 Nothing in the page is typed by hand: every figure is read from those files, each table says
 which run (date, commit, command) it comes from, and when a point was measured several times the
@@ -357,7 +357,8 @@ def multi_topic_section(out):
     out.append("Produced by:\n\n" + provenance([meta]) + "\n")
 
 
-ABUSE_PHASES = ["none", "pipeline", "garbage", "trickle-cl", "trickle-chunked", "slowloris", "oneshot", "storm", "flood"]
+ABUSE_PHASES = ["none", "pipeline", "garbage", "trickle-cl", "trickle-chunked", "slowloris", "oneshot", "storm", "flood",
+                "handshake-storm", "tls-garbage", "tls-stall"]
 ABUSE_LABELS = {
     "none": "no attack (reference)",
     "pipeline": "pipelined `GET /metrics`, answers never read",
@@ -368,6 +369,10 @@ ABUSE_LABELS = {
     "oneshot": "one-shot random topics",
     "storm": "reconnect storm (Last-Event-ID replay)",
     "flood": "connection flood past --max-connections 3000",
+    # abuse.sh --tls only
+    "handshake-storm": "TLS handshake storm (billed per connection in flight)",
+    "tls-garbage": "non-TLS bytes to the TLS port",
+    "tls-stall": "stalled TLS handshakes",
 }
 
 
@@ -407,28 +412,34 @@ def auth_section(out):
         out.append("Produced by:\n\n" + provenance({json.dumps(r["_meta"], sort_keys=True): r["_meta"] for r in storm}.values()) + "\n")
 
 
-def abuse_section(out):
-    """The newest abuse.sh run, whole: its phases share one no-attack reference, so rows of
-    different runs are never mixed."""
-    rows = load("abuse")
+def abuse_run(tls):
+    """The newest abuse.sh run, whole, plain (meta tls false or absent) or --tls: its phases
+    share one no-attack reference, so rows of different runs are never mixed."""
+    rows = [r for r in load("abuse") if bool(r["_meta"].get("tls", False)) == tls]
     if not rows:
-        return
+        return []
     newest = max(stamp(r) for r in rows)
-    run = sorted((r for r in rows if stamp(r) == newest), key=lambda r: ABUSE_PHASES.index(r["phase"]) if r["phase"] in ABUSE_PHASES else 99)
-    meta = run[0]["_meta"]
-    bound = meta.get("rss_bound_kib_per_conn", 8)
-    out.append("## Abuse\n")
-    out.append(
-        f"`abuse.sh`: {meta.get('subscribers', 1000):,} honest subscribers of one topic and a publisher at "
-        f"{meta.get('rate', '?')} events/s ({meta.get('events', '?')} events per phase), first with no attack, then under "
-        "each attack in turn, each phase on a fresh ssed. Latency is the honest subscribers' publish-to-delivery time. "
-        "RSS growth = ssed's peak VmRSS during the attack minus its VmRSS before it; CPU = ssed's utime + stime over "
-        "the phase. The attack clients (`bench-scripts/attack.py`) run at nice 10 on the same two cores. Bars: "
-        f"**latency** honest p99 ≤ 2 × the no-attack p99 + 50 ms; **RSS** growth ≤ {bound} KiB per hostile connection; "
-        "**alive** ssed still running, nothing panicked; **missed** every honest subscriber got every event.\n"
-    )
-    out.append("| attack | hostile connections | honest latency p50 / p99 / max (ms) | p99 bar (ms) | RSS growth (MB) | RSS growth per hostile connection (B) | ssed CPU (s) | missed events | alive | verdict |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    return sorted((r for r in rows if stamp(r) == newest), key=lambda r: ABUSE_PHASES.index(r["phase"]) if r["phase"] in ABUSE_PHASES else 99)
+
+
+def tls_failures(r):
+    """ssed's TLS handshake failures during an attack, by reason (the non-zero ones): counted up to
+    just before the attack was stopped where the run recorded that, else up to 1 s after it."""
+    before = r.get("tls_handshake_failures_before_stop")
+    counts = before if before is not None else r.get("tls_handshake_failures")
+    if counts is None:
+        return "?"
+    cell = ", ".join(f"`{k}` {v:,}" for k, v in counts.items() if v) or "0"
+    return cell if before is not None else cell + " (to 1 s after the stop)"
+
+
+def abuse_table(out, run, tls=False):
+    """One row per phase; over TLS each row's RSS bar is its own and TLS handshake failures are added."""
+    head = "| attack | hostile connections | honest latency p50 / p99 / max (ms) | p99 bar (ms) | RSS growth (MB) | RSS growth per hostile connection (B) | ssed CPU (s) | missed events | alive | verdict |"
+    if tls:
+        head = head.replace("per hostile connection (B) |", "per hostile connection (B; the row's bar) |") + " TLS handshake failures by reason |"
+    out.append(head)
+    out.append("|---" * head.count(" | ") + "|---|")
     for r in run:
         lat = r.get("latency_us") or {}
         bars = r.get("bars", {})
@@ -442,18 +453,108 @@ def abuse_section(out):
         alive = "yes" if r["alive"] and r["panics"] == 0 else ("panicked" if r["panics"] else "**died**")
         verdict = "PASS" if r["pass"] else "**FAIL** (" + ", ".join(failed) + ")"
         per = r.get("rss_growth_bytes_per_hostile")
+        hostile = f"{r['hostile_connections']:,}"
+        if tls:
+            if r["phase"] == "handshake-storm":
+                hostile += " in flight"
+            elif r.get("hostile_counted") not in (None, r["hostile_connections"]):
+                hostile += f" ({r['hostile_counted']:,} made)"
+            per_cell = f"{fmt(per)} (≤ {r.get('rss_bound_kib_per_conn', 16)} KiB)" if per is not None else "–"
+        else:
+            per_cell = fmt(per) if per is not None else "–"
         out.append(
-            f"| {ABUSE_LABELS.get(r['phase'], r['phase'])} | {r['hostile_connections']:,} | {cell('p50')} / {cell('p99')} / {cell('max')} "
-            f"| {ms(lat_bar['limit_us']) if lat_bar else '–'} | {r['rss_growth_kb'] / 1024:,.1f} | {fmt(per) if per is not None else '–'} "
+            f"| {ABUSE_LABELS.get(r['phase'], r['phase'])} | {hostile} | {cell('p50')} / {cell('p99')} / {cell('max')} "
+            f"| {ms(lat_bar['limit_us']) if lat_bar else '–'} | {r['rss_growth_kb'] / 1024:,.1f} | {per_cell} "
             f"| {r['server_cpu_s'] if r.get('server_cpu_s') is not None else '?'} | {r['missed']:,} of {r['expected']:,} | {alive} | {verdict} |"
+            + (f" {tls_failures(r)} |" if tls else "")
         )
     out.append("")
     one = next((r for r in run if r["phase"] == "oneshot"), None)
-    if one:
+    if one and one.get("rss_growth_kb_per_1000_topics") is not None:
         out.append(
-            f"One-shot topics: RSS grew by {one['rss_growth_kb']:,} kB in all over {one['hostile_connections']:,} random topics, "
+            f"One-shot topics: RSS grew by {one['rss_growth_kb']:,} kB in all over {one.get('hostile_counted', one['hostile_connections']):,} random topics, "
             f"{one['rss_growth_kb_per_1000_topics']:g} kB per 1,000 topics.\n"
         )
+
+
+def abuse_section(out):
+    """The newest plain abuse.sh run."""
+    run = abuse_run(tls=False)
+    if not run:
+        return
+    meta = run[0]["_meta"]
+    bound = meta.get("rss_bound_kib_per_conn", 8)
+    out.append("## Abuse\n")
+    out.append(
+        f"`abuse.sh`: {meta.get('subscribers', 1000):,} honest subscribers of one topic and a publisher at "
+        f"{meta.get('rate', '?')} events/s ({meta.get('events', '?')} events per phase), first with no attack, then under "
+        "each attack in turn, each phase on a fresh ssed. Latency is the honest subscribers' publish-to-delivery time. "
+        "RSS growth = ssed's peak VmRSS during the attack minus its VmRSS before it; CPU = ssed's utime + stime over "
+        "the phase. The attack clients (`bench-scripts/attack.py`) run at nice 10 on the same two cores. Bars: "
+        f"**latency** honest p99 ≤ 2 × the no-attack p99 + 50 ms; **RSS** growth ≤ {bound} KiB per hostile connection; "
+        "**alive** ssed still running, nothing panicked; **missed** every honest subscriber got every event.\n"
+    )
+    abuse_table(out, run)
+    out.append("Produced by:\n\n" + provenance([meta]) + "\n")
+
+
+def tls_abuse_section(out):
+    """The newest abuse.sh --tls run: the same attacks over HTTPS, and three TLS-only ones."""
+    run = abuse_run(tls=True)
+    if not run:
+        return
+    meta = run[0]["_meta"]
+    http_bound = meta.get("rss_bound_kib_per_conn", 52)
+    tls_bound = meta.get("rss_bound_kib_per_conn_tls_phases", 24)
+    out.append("## Abuse over TLS\n")
+    out.append(
+        f"`abuse.sh --tls`: the same honest load ({meta.get('subscribers', 1000):,} subscribers, {meta.get('rate', '?')} events/s, "
+        f"{meta.get('events', '?')} events per phase) and the same attacks as above, over HTTPS: ssed serves TLS itself "
+        "(rustls, `--tls-cert`/`--tls-key`), the honest clients verify its certificate, and every attacker (niced as above) "
+        "completes a full handshake first, so each hostile connection also holds a TLS session on ssed's side. Differences: "
+        "an attack is ready once its connections are past their handshakes; one-shot makes fewer connections, each a full "
+        "handshake; the flood's connections past `--max-connections` are closed at once, without a handshake or a 503. "
+        "Three attacks exist only here: a **handshake storm** (full handshakes as fast as two attacker processes can, "
+        "100 in flight each; every other one then asks `GET /healthz`, the others close at once), **non-TLS bytes to the "
+        "TLS port** (random bytes, a plaintext request, a handshake record header followed by garbage; each connection "
+        "ssed closes is replaced) and **stalled TLS handshakes** (half a ClientHello, or nothing, then silence; ssed must "
+        "close them at its 10 s header timeout). Bars as above, except RSS.\n"
+    )
+    out.append(
+        f"The RSS bar per hostile connection is each row's own. {http_bound} KiB for the HTTP-level attacks: the 16 KiB of a "
+        "plain connection, its TLS session (~3.9 KB idle) and the 32 KiB ssed keeps of TLS by design for a connection in "
+        "the middle of a request (a 16 KiB record of decrypted input the request parser has not taken yet, and a record of "
+        f"ciphertext the socket did not take; the worker's TLS buffers are per thread, not per connection). {tls_bound} KiB "
+        "for the three TLS attacks, whose connections never get past the handshake or ask one small request after it: the "
+        "16 KiB, the session, and a handshake's state while it is under way. The handshake storm is billed per connection "
+        "in flight, not per handshake: thousands come and go, and only those in flight at once can hold memory. TLS "
+        "handshake failures are ssed's own counters (`ssed_tls_handshake_failures_total`) from the attack's start to just "
+        "before it was stopped (stopping it closes its connections: a stalled handshake then counts as `closed`).\n"
+    )
+    if meta.get("quick"):
+        out.append(
+            "This is a `--quick` run: each phase publishes for less than ssed's 10 s header timeout, so the trickle, "
+            "slowloris and stalled-handshake connections are held there, never closed and replaced.\n"
+        )
+    abuse_table(out, run, tls=True)
+    storm = next((r for r in run if r["phase"] == "handshake-storm"), None)
+    if storm:
+        done = storm.get("tls_handshakes") if storm.get("tls_handshakes") is not None else storm.get("hostile_completed")
+        if done:
+            line = f"Handshake storm: {done:,} TLS handshakes completed"
+            if storm.get("hostile_completed") is not None and storm["hostile_completed"] != done:
+                line += f" ({storm['hostile_completed']:,} connections went through to their close)"
+            elapsed = (storm.get("attack_summary") or {}).get("elapsed_s")
+            if elapsed:
+                line += f" in {elapsed:g} s"
+            cpu = storm.get("server_cpu_s")
+            if cpu is not None:
+                line += f"; {cpu * 1e6 / done:,.0f} µs of ssed CPU per handshake ({cpu:g} s over the phase / {done:,}, serving the honest load included"
+                ref = next((r for r in run if r["phase"] == "none" and r.get("server_cpu_s") is not None), None)
+                line += f": the no-attack phase took {ref['server_cpu_s']:g} s)" if ref else ")"
+            out.append(line + ".\n")
+        else:
+            out.append("Handshake storm: no completed handshakes recorded.\n")
     out.append("Produced by:\n\n" + provenance([meta]) + "\n")
 
 
@@ -767,6 +868,7 @@ def main():
     scale_section(out)
     auth_section(out)
     abuse_section(out)
+    tls_abuse_section(out)
     losses_section(out, table, tls_table)
     chart(table, os.path.join(ROOT, "docs", "memory-per-connection.svg"), tls_table)
     with open(os.path.join(ROOT, "docs", "benchmarks.md"), "w") as f:
