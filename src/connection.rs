@@ -559,6 +559,9 @@ impl Connection {
                 // One chunk, then parse it: the input holds what the next request needs, not
                 // everything the client has queued (`unread` stays set: more may be waiting).
                 Ok(n) => {
+                    // Exactly what arrived: a doubling buffer would hold up to twice the
+                    // unanswered input of every connection in the middle of a request.
+                    ex.input.reserve_exact(n);
                     ex.input.extend_from_slice(&chunk[..n]);
                     got = n;
                     break Ok(true);
