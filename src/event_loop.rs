@@ -49,6 +49,9 @@ const PAUSED_RECHECK: Duration = Duration::from_millis(1);
 const ACCEPTS_PER_TURN: usize = 128;
 const WRITES_PER_TURN: usize = 512;
 const REPLAYS_PER_TURN: usize = 64;
+/// TLS handshake steps (a ClientHello answered with a signed server flight costs a few hundred
+/// microseconds) per turn; readable connections beyond it wait their turn in order.
+const HANDSHAKES_PER_TURN: usize = 4;
 const HEARTBEATS_PER_TURN: usize = 512;
 const TIMEOUT_SCAN_PER_TURN: usize = 16 * 1024;
 const TOPIC_EXPIRY_PER_TURN: usize = 4096;
@@ -76,6 +79,10 @@ pub struct Worker {
     run_queue: VecDeque<usize>,
     /// Connections waiting for the fan-out to catch up before they read more requests.
     paused: Vec<usize>,
+    /// TLS connections with handshake bytes to read that this turn's budget did not cover,
+    /// and what is left of the budget.
+    handshakes: VecDeque<usize>,
+    handshakes_left: usize,
     inbox: Vec<Message>,
     failed: Vec<(usize, io::Result<Flush>)>,
     next_serial: u64,
@@ -125,6 +132,8 @@ impl Worker {
             expiries: Expiries::default(),
             run_queue: VecDeque::new(),
             paused: Vec::new(),
+            handshakes: VecDeque::new(),
+            handshakes_left: HANDSHAKES_PER_TURN,
             inbox: Vec::new(),
             failed: Vec::new(),
             next_serial: 0,
@@ -153,6 +162,7 @@ impl Worker {
 
     fn has_work(&self) -> bool {
         !self.run_queue.is_empty()
+            || !self.handshakes.is_empty()
             || self.accept_pending
             || self.delivery.has_work()
             || self.replay.has_work()
@@ -178,6 +188,7 @@ impl Worker {
                 return Err(e);
             }
             self.stats().turned();
+            self.handshakes_left = HANDSHAKES_PER_TURN;
             // Events published before this wake-up are applied before any request is read, so a
             // client that was told an id finds its event here (see replay.rs).
             self.deliver_messages();
@@ -227,6 +238,19 @@ impl Worker {
                 break;
             };
             self.drive(token, Ready::default());
+        }
+        while self.handshakes_left > 0 {
+            let Some(token) = self.handshakes.pop_front() else {
+                break;
+            };
+            if self.conns.contains(token) {
+                self.handshakes_left -= 1;
+                let ready = Ready {
+                    readable: true,
+                    writable: true,
+                };
+                self.drive(token, ready);
+            }
         }
         if self.accept_pending && self.accept_paused_until.is_none() {
             self.accept_some();
@@ -409,6 +433,17 @@ impl Worker {
                 }
                 if ready.writable && conn.is_live_subscriber() {
                     self.flush_subscriber(token);
+                }
+            }
+            false if ready.readable && conn.stream().is_handshaking() => {
+                // A handshake storm must not hold the loop: a few handshake steps per turn,
+                // the others in arrival order on the next turns (edge-triggered: queued, or
+                // their readiness would be lost).
+                if self.handshakes_left == 0 {
+                    self.handshakes.push_back(token);
+                } else {
+                    self.handshakes_left -= 1;
+                    self.drive(token, ready);
                 }
             }
             false => self.drive(token, ready),

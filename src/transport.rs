@@ -163,6 +163,12 @@ impl Transport {
         self.with_tls(|tls, socket| tls.close_notify(socket));
     }
 
+    /// Whether this is a TLS connection still in its handshake (the costly part of a
+    /// connection's life: its reads are budgeted per turn of the loop).
+    pub fn is_handshaking(&mut self) -> bool {
+        self.with_tls(|tls, _| tls.is_handshaking()) == Some(true)
+    }
+
     /// Why this connection's TLS handshake failed, if it did.
     pub fn handshake_failure(&mut self) -> Option<TlsFailure> {
         self.with_tls(|tls, _| tls.failure()).flatten()
