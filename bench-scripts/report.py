@@ -598,10 +598,28 @@ def losses_section(out, memory, tls_memory=None):
             )
     tls_fanout = latest(fanout_rows(multi=False, tls=True), lambda r: (r["server"], r["phase"], r["subscribers"]))
     lines += fanout_losses(tls_fanout, tls_label, "Over TLS, ")
+    # Bars ssed itself misses under attack (the abuse sections), plain and over TLS.
+    for tls in (False, True):
+        for r in abuse_run(tls):
+            failed = [k for k, v in r.get("bars", {}).items() if v is not None and not v["pass"]]
+            if r["pass"] or not failed:
+                continue
+            what = []
+            lat = r["bars"].get("latency")
+            if "latency" in failed and lat:
+                p99 = (r.get("latency_us") or {}).get("p99")
+                what.append(f"honest p99 {ms(p99) if p99 is not None else '?'} ms against a bar of {ms(lat['limit_us'])} ms")
+            for k in failed:
+                if k != "latency":
+                    what.append(f"the {k} bar")
+            lines.append(
+                f"- {'Abuse over TLS' if tls else 'Abuse'}, {ABUSE_LABELS.get(r['phase'], r['phase'])}: ssed misses "
+                + ", ".join(what) + "."
+            )
     out.append("## Where ssed does not win\n")
     out.append(
-        "Every point above where another server measured better than ssed (single runs on a shared, noisy machine: "
-        "differences of a few percent are within noise):\n"
+        "Every point above where another server measured better than ssed, and every bar ssed missed under attack "
+        "(single runs on a shared, noisy machine: differences of a few percent are within noise):\n"
     )
     out.append("\n".join(lines) if lines else "- None in this run.")
     out.append("")
