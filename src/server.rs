@@ -90,6 +90,11 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
 
 impl Server {
     pub fn start(config: &Config) -> io::Result<Server> {
+        // A write to a connection its peer has closed must be an EPIPE for that connection, not
+        // a signal that ends the process. Rust's `main` ignores SIGPIPE already; a server
+        // started from elsewhere (a fuzz target, another program) must not depend on that.
+        // SAFETY: setting a signal's disposition to SIG_IGN installs no handler.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
         let auth =
             crate::auth::Authorizer::from_config(&config.auth, config.publish_token.as_deref())
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
