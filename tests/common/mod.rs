@@ -203,7 +203,17 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Response {
-    let mut stream = connect(addr);
+    request_over(&mut connect(addr), method, path, headers, body)
+}
+
+/// One request (`Connection: close`) over a connected stream, plain or TLS, and its answer.
+pub fn request_over(
+    stream: &mut (impl Read + Write),
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut text = format!(
         "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -214,7 +224,8 @@ pub fn request(
     text.push_str("\r\n");
     stream.write_all(text.as_bytes()).unwrap();
     stream.write_all(body).unwrap();
-    read_response(&mut stream)
+    stream.flush().unwrap();
+    read_response(stream)
 }
 
 /// Sends raw bytes and returns everything the server sends until it closes.

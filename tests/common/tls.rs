@@ -1,11 +1,10 @@
 //! HTTPS for the tests: a throwaway CA and leaf certificates made with rcgen, a rustls client
 //! that trusts the CA, and requests and subscriptions over it.
 
-use super::{read_response, wait_for, Daemon, Response, Subscription, PATIENCE};
+use super::{request_over, wait_for, Daemon, Response, Subscription, PATIENCE};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -155,19 +154,7 @@ impl Client {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Response {
-        let mut stream = self.connect(addr);
-        let mut text = format!(
-            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        for (name, value) in headers {
-            text.push_str(&format!("{name}: {value}\r\n"));
-        }
-        text.push_str("\r\n");
-        stream.write_all(text.as_bytes()).unwrap();
-        stream.write_all(body).unwrap();
-        stream.flush().unwrap();
-        read_response(&mut stream)
+        request_over(&mut self.connect(addr), method, path, headers, body)
     }
 
     pub fn publish(&self, daemon: &Daemon, topic: &str, data: &str) -> String {
