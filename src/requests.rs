@@ -16,6 +16,7 @@ use crate::metrics::{self, RejectReason, WorkerStats};
 use crate::publish::Hub;
 use crate::settings::Settings;
 use crate::topics::{TopicId, Topics};
+use std::borrow::Cow;
 
 /// What is known of the client from its socket, decided at accept: by the time a pipelined
 /// request is read the peer may be gone, and with it `getpeername`.
@@ -421,7 +422,7 @@ impl Requests for Handler<'_> {
             (Method::Get, _) => {
                 let names = requested_topics(request, self.settings.max_topics_per_subscriber)
                     .map_err(|rejection| self.refuse(rejection, cors.clone()))?;
-                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                let names: Vec<&str> = names.iter().map(|name| &**name).collect();
                 let expires_at_unix =
                     self.authorize(peer, request, Action::Subscribe, &names, &cors)?;
                 Ok(Route::Subscribe { expires_at_unix })
@@ -485,7 +486,7 @@ const INVALID_TOPIC: &str =
 /// The topics a subscribe request names: the one in its path (`/events/<topic>`), or the
 /// `topic` parameters of `/events?topic=a&topic=b`, percent-decoded, each checked, repeats
 /// dropped (in the order first named), at most `max` of them.
-fn requested_topics(request: &Request<'_>, max: usize) -> Result<Vec<String>, Rejection> {
+fn requested_topics<'a>(request: &Request<'a>, max: usize) -> Result<Vec<Cow<'a, str>>, Rejection> {
     let query = request.query();
     let named = query
         .split('&')
@@ -497,12 +498,19 @@ fn requested_topics(request: &Request<'_>, max: usize) -> Result<Vec<String>, Re
                 "name the topics either in the path or as ?topic= parameters, not both",
             ));
         }
-        return Ok(vec![topic.to_string()]);
+        return Ok(vec![Cow::Borrowed(topic)]);
     }
-    let mut topics: Vec<String> = Vec::new();
+    let mut topics: Vec<Cow<str>> = Vec::new();
     for (_, value) in named {
-        let topic = http::percent_decode(value)
-            .ok_or(Rejection::bad_request("badly percent-encoded query"))?;
+        // Decoded only when encoded: most topics are named as they are.
+        let topic = if value.contains(['%', '+']) {
+            Cow::Owned(
+                http::percent_decode(value)
+                    .ok_or(Rejection::bad_request("badly percent-encoded query"))?,
+            )
+        } else {
+            Cow::Borrowed(value)
+        };
         if !http::valid_topic(&topic) {
             return Err(Rejection::bad_request(INVALID_TOPIC));
         }

@@ -99,11 +99,6 @@ impl Transport {
         self.peer
     }
 
-    /// The TLS version negotiated, for HTTPS connections past their handshake.
-    pub fn tls_version(&mut self) -> Option<rustls::ProtocolVersion> {
-        self.with_tls(|tls, _| tls.protocol_version()).flatten()
-    }
-
     /// Reads plaintext. `Ok(0)` is the end of the peer's data.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.with_tls(|tls, socket| tls.read(socket, buf)) {
