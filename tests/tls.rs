@@ -439,6 +439,30 @@ fn several_topics_on_one_https_connection_merge_and_resume_with_one_id() {
 }
 
 #[test]
+fn a_reconnecting_client_resumes_its_tls_session() {
+    let ca = TestCa::new();
+    let daemon = start_https(&ca.leaf("server"), &["--workers", "1"]);
+    // One client configuration: its in-memory session store carries the ticket over.
+    let client = ca.client(&[]);
+    let mut first = client.connect(daemon.addr);
+    assert_eq!(
+        first.conn.handshake_kind(),
+        Some(rustls::HandshakeKind::Full)
+    );
+    // TLS 1.3 tickets arrive after the handshake: reading the answer takes them in.
+    assert_eq!(
+        request_over(&mut first, "GET", "/healthz", &[], b"").status,
+        200
+    );
+    let second = client.connect(daemon.addr);
+    assert_eq!(
+        second.conn.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed),
+        "a reconnect with a ticket from this process skips the full handshake"
+    );
+}
+
+#[test]
 fn every_worker_serves_https() {
     let ca = TestCa::new();
     let daemon = start_https(&ca.leaf("server"), &["--workers", "4"]);
